@@ -1,0 +1,19 @@
+//! Strict DAG-CBOR, the canonical binary form of atproto data.
+//!
+//! Encoding is canonical by construction: minimal integer and length headers, map keys sorted
+//! length-first then bytewise, CIDs as tag 42 over `0x00 ‖ cid bytes`, no floats, no indefinite lengths.
+//! Decoding ([`from_slice`]) is the exact inverse: it accepts only what the encoder would write, so
+//! a decoded value re-encodes to the same bytes and hence the same CID.
+//!
+//! Tricky bits:
+//! - DAG-CBOR's key order ("length-first, then bytewise") is the bytewise order of the *encoded* keys,
+//!   because the header carries the length. It is not the order of a `BTreeMap<String, _>`.
+//! - atproto forbids floats in its data model, so [`Value`](crate::Value) has none and the decoder
+//!   refuses them with [`DecodeError::Float`].
+//! - Event-stream frames are two values back to back; use [`from_slice_prefix`] for the header.
+
+mod decode;
+mod encode;
+
+pub use decode::{DecodeError, LinkError, MAX_DEPTH, from_slice, from_slice_prefix};
+pub use encode::{Encoder, to_vec};
