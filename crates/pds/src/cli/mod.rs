@@ -1,0 +1,52 @@
+//! Command-line entry: one clap tree, one module per command group.
+//!
+//! Exit codes that scripts can rely on: 0 success or "valid", 1 "invalid" (the input was read and
+//! refused), 2 usage or operational errors (bad flags, unreadable file).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod car;
+mod key;
+mod syntax;
+
+/// AT Protocol Personal Data Server.
+#[derive(Debug, Parser)]
+#[command(name = "pds", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the PDS server (not available yet: the server core is a later issue).
+    Serve,
+    /// Check identifier syntax (did, handle, nsid, at-uri, tid, ...).
+    Syntax(syntax::Args),
+    /// Generate or inspect signing keys.
+    Key(key::Args),
+    /// Inspect CAR files.
+    Car(car::Args),
+}
+
+/// Parses the command line and runs the command.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve => Err(anyhow::anyhow!(
+            "`pds serve` is not available in this build yet: the server core has not landed"
+        )),
+        Command::Syntax(args) => syntax::run(args),
+        Command::Key(args) => key::run(args),
+        Command::Car(args) => car::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
