@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod car;
 mod key;
+mod plc;
 mod syntax;
 
 /// AT Protocol Personal Data Server.
@@ -29,6 +30,8 @@ enum Command {
     Key(key::Args),
     /// Inspect CAR files.
     Car(car::Args),
+    /// Run the embedded PLC directory.
+    Plc(plc::Args),
 }
 
 /// Parses the command line and runs the command.
@@ -41,6 +44,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Syntax(args) => syntax::run(args),
         Command::Key(args) => key::run(args),
         Command::Car(args) => car::run(args),
+        Command::Plc(args) => plc::run(args),
     };
     match result {
         Ok(code) => code,
