@@ -74,13 +74,31 @@ pub fn check_blessed(cid: &Cid) -> Result<(), CidError> {
     }
 }
 
-/// Parses binary CID bytes (no multibase prefix, no leading 0x00), requiring that every byte is used.
-pub fn from_bytes(bytes: &[u8]) -> Result<Cid, CidError> {
+/// Reads one binary CID from the front of `bytes` and returns it with the number of bytes it used.
+///
+/// Only the canonical encoding is accepted: the varint decoder underneath (`unsigned-varint` 0.8, via
+/// `cid`/`multihash`) silently drops overflow bits of over-long varints, so the bytes consumed must be
+/// exactly what the CID re-encodes to. Otherwise two byte strings would name the same CID.
+pub fn read_prefix(bytes: &[u8]) -> Result<(Cid, usize), CidError> {
     let mut cursor = std::io::Cursor::new(bytes);
     let cid = Cid::read_bytes(&mut cursor).map_err(|e| CidError::Malformed {
         reason: e.to_string(),
     })?;
-    if cursor.position() as usize != bytes.len() {
+    let used = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+    let canonical = cid.to_bytes();
+    if bytes.get(..used) != Some(canonical.as_slice()) {
+        return Err(CidError::Malformed {
+            reason: "non-canonical CID encoding (over-long varint)".to_owned(),
+        });
+    }
+    Ok((cid, used))
+}
+
+/// Parses binary CID bytes (no multibase prefix, no leading 0x00), requiring that every byte is used
+/// and that the encoding is canonical.
+pub fn from_bytes(bytes: &[u8]) -> Result<Cid, CidError> {
+    let (cid, used) = read_prefix(bytes)?;
+    if used != bytes.len() {
         return Err(CidError::Malformed {
             reason: "trailing bytes after CID".to_owned(),
         });
@@ -131,10 +149,34 @@ mod tests {
         assert_eq!(from_bytes(&c.to_bytes()).unwrap(), c);
         assert!(from_bytes(&[c.to_bytes(), vec![0]].concat()).is_err());
         assert!(matches(&c, b"\xa0"));
+        assert_eq!(
+            read_prefix(&[c.to_bytes(), vec![7]].concat()).unwrap().1,
+            36
+        );
         let s = c.to_string();
         assert!(parse(&format!("b/ipfs/{s}")).is_err());
         assert!(parse(&s.to_uppercase()).is_err());
         assert!(parse(&format!("{s}a")).is_err());
         assert!(!matches(&c, b"\xa1"));
+    }
+
+    /// Regression (found by the `cbor_decode` fuzz target): `unsigned-varint` 0.8 drops the overflow bits
+    /// of a 10-byte varint, so an over-long codec or multihash-code varint used to decode to a
+    /// different, shorter CID and be accepted.
+    #[test]
+    fn over_long_varints_are_refused() {
+        let codec = [
+            0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0x12, 0x00,
+        ];
+        assert!(from_bytes(&codec).is_err());
+        let mut padded = vec![
+            0x01, 0xf1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 0x12, 0x20,
+        ];
+        padded.extend_from_slice(&[0u8; 32]);
+        assert!(read_prefix(&padded).is_err());
+        // A merely non-minimal (but in-range) varint is refused too.
+        let mut two_byte = vec![0x01, 0xf1, 0x00, 0x12, 0x20];
+        two_byte.extend_from_slice(&[0u8; 32]);
+        assert!(from_bytes(&two_byte).is_err());
     }
 }

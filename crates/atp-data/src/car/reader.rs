@@ -100,16 +100,11 @@ impl<R: Read> CarReader<R> {
             })?;
         let section_start = self.offset;
         let mut section = self.read_exact_part(len, CarPart::Section)?;
-        let mut cursor = std::io::Cursor::new(section.as_slice());
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| CarError::InvalidCid {
+        let (cid, cid_len) = cid::read_prefix(&section).map_err(|source| CarError::InvalidCid {
             offset: section_start,
-            source: cid::CidError::Malformed {
-                reason: e.to_string(),
-            },
+            source,
         })?;
-        let cid_len = usize::try_from(cursor.position())
-            .unwrap_or(usize::MAX)
-            .min(len);
+        let cid_len = cid_len.min(len);
         let data_len = len - cid_len;
         if data_len > max {
             return Err(CarError::BlockTooLarge {
