@@ -132,6 +132,15 @@ pub enum ResolveError {
         /// The method.
         method: String,
     },
+    /// The DID's method-specific part cannot be resolved (a `did:web` with a path, or with a
+    /// port outside dev mode).
+    #[error("cannot resolve {did}: {reason}")]
+    UnsupportedDid {
+        /// The DID.
+        did: Did,
+        /// Why.
+        reason: String,
+    },
     /// The DID has no document (404, or tombstoned).
     #[error("DID not found: {did}")]
     DidNotFound {

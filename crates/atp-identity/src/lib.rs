@@ -10,9 +10,11 @@
 //!   `/.well-known/atproto-did` body, the bidirectional check) and the [`handle::Resolver`] seam.
 //! - [`service_auth`]: inter-service JWTs (`ES256K` / `ES256`), created and verified here over
 //!   `atp-crypto`.
+//! - `resolve` (feature `http`): the network side: a PLC directory client, `did:web` and
+//!   handle resolution with an SSRF guard, and a caching [`handle::Resolver`] implementation.
 //!
-//! What it deliberately does not own: networking. Fetching DID documents, querying DNS and talking
-//! to a PLC directory live behind the `http` feature (or in the binary); everything here takes the
+//! What the pure part deliberately does not own: networking. Fetching DID documents, querying DNS
+//! and talking to a PLC directory live behind the `http` feature; everything else takes the
 //! fetched bytes, and the current time, as arguments.
 //!
 //! Specs: <https://atproto.com/specs/did>, <https://atproto.com/specs/handle>,
@@ -27,6 +29,8 @@ pub mod did_doc;
 mod fixtures;
 pub mod handle;
 pub mod plc;
+#[cfg(feature = "http")]
+pub mod resolve;
 pub mod service_auth;
 
 pub use did_doc::{DidDocError, DidDocument};

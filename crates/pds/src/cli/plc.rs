@@ -33,12 +33,15 @@ enum PlcCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Fetch a DID's audit log from a PLC directory and validate it.
+    Audit(super::plc_audit::AuditArgs),
 }
 
 /// Runs `pds plc`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         PlcCommand::Serve { listen, data } => serve(listen, &data),
+        PlcCommand::Audit(args) => super::plc_audit::run_audit(args),
     }
 }
 
