@@ -6,7 +6,7 @@
 # A suite is a Rust bench target (`cargo bench -p <crate> --bench <suite>`, harness = false) plus a script
 # tests/interop/bench/<suite>.mjs run with the pinned Node 22. Both print lines `bench <name> <value> <unit>`
 # with the same names. Each side runs twice, interleaved (rust, js, rust, js), and the best value of each is
-# kept: the lowest for time per operation (unit ending in /op), the highest for rates (unit ending in /s).
+# kept: the lowest for times (unit ending in /op, or a whole-phase time in s or ms), the highest for rates (unit ending in /s).
 # Other units (sizes, counts) are shown for comparison only. Respects CARGO_TARGET_DIR.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +16,7 @@ cd "$root"
 # tests/interop/bench/<suite>.mjs.
 declare -A SUITES=(
   [codec]=atp-data
+  [repo]=atp-repo
 )
 RUNS=2
 
@@ -77,7 +78,7 @@ for suite in "${suites[@]}"; do
   for run in $(seq 1 "$RUNS"); do sed 's/^/js /' "$out/$suite.js.$run"; done >> "$out/$suite.all"
   awk '
     function better(unit) {
-      if (unit ~ /\/op$/) return "lower"
+      if (unit ~ /\/op$/ || unit == "s" || unit == "ms") return "lower"
       if (unit ~ /\/s$/) return "higher"
       return ""
     }

@@ -72,6 +72,26 @@ pub trait BlockStore: Send + Sync {
 
     /// Deletes blocks; CIDs that are not present are ignored.
     fn delete_blocks(&self, cids: &[Cid]) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One page of the blocks stored with a revision strictly after `since` (for
+    /// `getRepo?since=`): at most `limit` blocks, in an order of the store's choosing that is
+    /// stable between calls, starting after the block `after` (the last CID of the previous page;
+    /// `None` for the first page). Fewer than `limit` blocks (possibly none) means the end.
+    ///
+    /// The default implementation reports that the store cannot list blocks by revision.
+    fn blocks_since_page(
+        &self,
+        since: &Tid,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(Cid, Vec<u8>)>, StoreError>> + Send {
+        let _ = (since, after, limit);
+        async {
+            Err(StoreError::Backend {
+                message: "this block store cannot list blocks by revision".to_owned(),
+            })
+        }
+    }
 }
 
 /// An in-memory [`BlockStore`], keeping the revision of every block.
@@ -193,6 +213,32 @@ impl BlockStore for MemoryBlockStore {
             map.remove(cid);
         }
         Ok(())
+    }
+
+    /// Pages in CID order; each page scans the whole map (this store is for tests and scratch use).
+    async fn blocks_since_page(
+        &self,
+        since: &Tid,
+        after: Option<&Cid>,
+        limit: usize,
+    ) -> Result<Vec<(Cid, Vec<u8>)>, StoreError> {
+        let map = self.read();
+        let mut page: Vec<(&Cid, &Vec<u8>)> = map
+            .iter()
+            .filter(|(cid, (_, rev))| {
+                rev.as_ref().is_some_and(|rev| rev > since) && after.is_none_or(|a| *cid > a)
+            })
+            .map(|(cid, (bytes, _))| (cid, bytes))
+            .collect();
+        if page.len() > limit {
+            page.select_nth_unstable_by_key(limit, |(cid, _)| **cid);
+            page.truncate(limit);
+        }
+        page.sort_unstable_by_key(|(cid, _)| **cid);
+        Ok(page
+            .into_iter()
+            .map(|(cid, bytes)| (*cid, bytes.clone()))
+            .collect())
     }
 }
 

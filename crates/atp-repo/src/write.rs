@@ -144,9 +144,14 @@ pub struct CommitData {
     pub ops: Vec<RecordOp>,
     /// Blocks to store: new records, new MST nodes and the commit.
     pub new_blocks: BlockMap,
-    /// Blocks no longer referenced: replaced MST nodes, replaced or deleted records, the previous
-    /// commit. See [`crate::mst::MstDiff::removed_leaf_cids`] about identical records.
+    /// Blocks no longer referenced by the changed paths: replaced MST nodes, replaced or deleted
+    /// records, the previous commit. See [`crate::mst::MstDiff::removed_leaf_cids`] about identical
+    /// records: a record block listed here may still be referenced by an unchanged key.
     pub removed_cids: BTreeSet<Cid>,
+    /// The subset of `removed_cids` that are record blocks (the rest are MST nodes and the previous
+    /// commit, which no other key can share). A store may delete these only after checking that no
+    /// remaining record has the same CID.
+    pub removed_record_cids: BTreeSet<Cid>,
     /// Blocks a sync v1.1 consumer needs to check and invert the ops: the commit, the new records,
     /// and the covering proof of every touched path in the new tree.
     pub relevant_blocks: BlockMap,
@@ -340,8 +345,10 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
     new_blocks.insert(cid, commit_bytes.clone());
     relevant_blocks.insert(cid, commit_bytes);
 
+    let mut removed_record_cids = diff.removed_leaf_cids;
+    removed_record_cids.retain(|c| !new_blocks.contains_key(c));
     let mut removed_cids: BTreeSet<Cid> = diff.removed_nodes;
-    removed_cids.extend(diff.removed_leaf_cids);
+    removed_cids.extend(removed_record_cids.iter().copied());
     if let Some(head) = current {
         removed_cids.insert(head.cid);
     }
@@ -356,6 +363,7 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
         ops,
         new_blocks,
         removed_cids,
+        removed_record_cids,
         relevant_blocks,
         commit,
     })
@@ -406,18 +414,27 @@ pub fn format_genesis<K: Signer + ?Sized>(
         relevant_blocks: new_blocks.clone(),
         new_blocks,
         removed_cids: BTreeSet::new(),
+        removed_record_cids: BTreeSet::new(),
         commit,
     })
 }
 
-/// Stores a formatted commit: puts its new blocks tagged with its rev, deletes its removed
-/// blocks, and returns the new head. (Keeping track of the head is the caller's job.)
+/// Stores a formatted commit: puts its new blocks tagged with its rev, deletes the removed MST
+/// nodes and previous commit, and returns the new head. (Keeping track of the head is the caller's job.)
+///
+/// Removed *record* blocks are kept: a generic [`BlockStore`] has no records index to tell whether
+/// another key still holds an identical record, and deleting a shared block would corrupt the repo.
+/// Stores with such an index (the PDS's SQLite store) delete them themselves.
 pub async fn apply_commit<S: BlockStore>(
     store: &S,
     commit: &CommitData,
 ) -> Result<RepoHead, RepoError> {
     store.put_blocks(&commit.new_blocks, &commit.rev).await?;
-    let removed: Vec<Cid> = commit.removed_cids.iter().copied().collect();
+    let removed: Vec<Cid> = commit
+        .removed_cids
+        .difference(&commit.removed_record_cids)
+        .copied()
+        .collect();
     store.delete_blocks(&removed).await?;
     Ok(RepoHead {
         cid: commit.cid,

@@ -137,7 +137,7 @@ async fn genesis_then_commits() {
 
     let new_head = apply_commit(&store, &commit).await.unwrap();
     assert_eq!(new_head, RepoHead::load(&store, &commit.cid).await.unwrap());
-    for cid in &commit.removed_cids {
+    for cid in commit.removed_cids.difference(&commit.removed_record_cids) {
         assert!(!store.has_block(cid).await.unwrap(), "{cid} should be gone");
     }
     // Every block the new head reaches is still there.
@@ -152,6 +152,41 @@ async fn genesis_then_commits() {
         store.blocks_since(head.commit.rev()).len(),
         commit.new_blocks.len()
     );
+}
+
+/// Regression: two keys holding byte-identical records share one block. Deleting one key used to
+/// list that block in `removed_cids`, and `apply_commit` deleted it, so the repo lost the other
+/// key's record (`MissingBlock` on export or verification).
+#[tokio::test]
+async fn deleting_one_of_two_identical_records_keeps_the_shared_block() {
+    let store = MemoryBlockStore::new();
+    // Far-apart keys, so the two twins sit in different subtrees of a 500-record tree.
+    let head = genesis(&store, 500).await;
+    let writes = [create(POST, "aaaa", "same"), create(POST, "zzzz", "same")];
+    let commit = format_commit(&store, Some(&head), &did(), &writes, &signer(), &clock(1))
+        .await
+        .unwrap();
+    let head = apply_commit(&store, &commit).await.unwrap();
+    let shared = commit.ops[0].cid.unwrap();
+    assert_eq!(commit.ops[1].cid, Some(shared));
+
+    let commit = format_commit(
+        &store,
+        Some(&head),
+        &did(),
+        &[delete(POST, "aaaa")],
+        &signer(),
+        &clock(2),
+    )
+    .await
+    .unwrap();
+    assert!(commit.removed_record_cids.contains(&shared));
+    let head = apply_commit(&store, &commit).await.unwrap();
+    assert!(store.has_block(&shared).await.unwrap());
+    let summary = atp_repo::verify_repo(&store, &head.cid, Some(&signer().public_key()))
+        .await
+        .unwrap();
+    assert_eq!(summary.records, 501);
 }
 
 #[tokio::test]

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod car;
+mod identity;
 mod key;
 mod plc;
+mod plc_audit;
+mod repo;
 mod syntax;
 
 /// AT Protocol Personal Data Server.
@@ -30,8 +33,12 @@ enum Command {
     Key(key::Args),
     /// Inspect CAR files.
     Car(car::Args),
-    /// Run the embedded PLC directory.
+    /// did:plc tools: run the embedded PLC directory, audit a DID's log.
     Plc(plc::Args),
+    /// Inspect, verify and export repository CAR files.
+    Repo(repo::Args),
+    /// Resolve handles and DIDs.
+    Identity(identity::Args),
 }
 
 /// Parses the command line and runs the command.
@@ -45,6 +52,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Key(args) => key::run(args),
         Command::Car(args) => car::run(args),
         Command::Plc(args) => plc::run(args),
+        Command::Repo(args) => repo::run(args),
+        Command::Identity(args) => identity::run(args),
     };
     match result {
         Ok(code) => code,
