@@ -1,0 +1,474 @@
+//! Connections: one writer thread with group commit, and a pool of read-only connections.
+//!
+//! - **Writes** are closures sent to a dedicated thread that owns the only writable connection.
+//!   The thread takes every job queued at that moment (up to [`MAX_BATCH`]), runs them in one
+//!   `BEGIN IMMEDIATE` transaction, each inside its own `SAVEPOINT` (a job that fails is rolled
+//!   back alone and answered with its error), then commits once: one fsync for the whole batch.
+//!   Callers are answered only after the `COMMIT` succeeded; if it fails, every job of the batch
+//!   gets the error and nothing of the batch is written.
+//! - **Reads** check out one of the read-only connections (a semaphore guards the pool) and run
+//!   on a blocking task, inside a read transaction, so every read closure sees one consistent
+//!   snapshot. Under WAL, reads never wait for the writer.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use atp_data::Cid;
+use chrono::{DateTime, Utc};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use crate::error::StoreError;
+
+/// Most jobs committed in one transaction.
+pub(crate) const MAX_BATCH: usize = 64;
+/// How long a connection waits for a lock held by another connection (or process).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which connection is being opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The one connection that writes (and migrates).
+    Writer,
+    /// A read-only connection.
+    Reader,
+}
+
+/// Opens a connection with the store's settings: WAL, `synchronous=FULL`, foreign keys, a busy
+/// timeout; readers are also `query_only`.
+pub(crate) fn open_connection(path: &Path, role: Role) -> Result<Connection, StoreError> {
+    let flags = match role {
+        Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        Role::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Setup {
+        reason: format!("cannot open {}: {e}", path.display()),
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if role == Role::Writer {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Setup {
+                reason: format!("could not enable WAL (journal_mode is {mode})"),
+            });
+        }
+    } else {
+        conn.pragma_update(None, "query_only", true)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    let fk: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if !fk {
+        return Err(StoreError::Setup {
+            reason: "could not enable foreign keys".to_owned(),
+        });
+    }
+    Ok(conn)
+}
+
+/// A type-erased write job, as the writer thread sees it.
+trait WriteJob: Send {
+    /// Runs the job inside its savepoint; `true` if it succeeded (keep its changes).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch is over; `failure` is set if the batch did not commit.
+    fn finish(self: Box<Self>, failure: Option<&StoreError>);
+}
+
+/// A job with its closure, its result once run, and the caller's reply channel.
+struct Pending<R, F> {
+    work: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> WriteJob for Pending<R, F>
+where
+    R: Send,
+    F: FnOnce(&Connection) -> Result<R, StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&StoreError>) {
+        let answer = match (self.result, failure) {
+            (Some(Err(e)), _) => Err(e),
+            (_, Some(failure)) => Err(failure.clone()),
+            (Some(Ok(value)), None) => Ok(value),
+            (None, None) => Err(StoreError::TaskFailed {
+                reason: "write job panicked".to_owned(),
+            }),
+        };
+        // The caller may have gone away (cancelled request); the write stands either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The connections of one database file.
+pub(crate) struct Db {
+    jobs: mpsc::Sender<Box<dyn WriteJob>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_permits: Arc<Semaphore>,
+    last_seq: watch::Receiver<i64>,
+    /// Write transactions committed so far (for tests of group commit).
+    #[cfg_attr(not(test), allow(dead_code))]
+    commits: Arc<AtomicU64>,
+}
+
+impl Db {
+    /// Starts the writer thread on `writer` (already migrated) and opens `readers` read-only
+    /// connections to `path`.
+    pub(crate) fn start(path: &Path, writer: Connection, readers: usize) -> Result<Db, StoreError> {
+        let readers = (0..readers.max(1))
+            .map(|_| open_connection(path, Role::Reader))
+            .collect::<Result<Vec<_>, _>>()?;
+        let initial = crate::event::read_last_seq(&writer)?;
+        let (seq_tx, seq_rx) = watch::channel(initial);
+        let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&commits);
+        std::thread::Builder::new()
+            .name("pds-store-writer".to_owned())
+            .spawn(move || writer_loop(writer, rx, seq_tx, &counter))
+            .map_err(|e| StoreError::Setup {
+                reason: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Db {
+            jobs: tx,
+            reader_permits: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(Mutex::new(readers)),
+            last_seq: seq_rx,
+            commits,
+        })
+    }
+
+    /// Runs `work` on the writer connection inside a transaction (shared with other queued jobs,
+    /// isolated by a savepoint) and returns its result once the transaction committed.
+    pub(crate) async fn write<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Pending {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.jobs.send(job).map_err(|_| StoreError::TaskFailed {
+            reason: "the writer thread has stopped".to_owned(),
+        })?;
+        answer.await.map_err(|_| StoreError::TaskFailed {
+            reason: "the writer thread dropped the job".to_owned(),
+        })?
+    }
+
+    /// Runs `work` on a read-only connection, inside one read transaction.
+    ///
+    /// The connection and its permit travel with the blocking task and return to the pool when
+    /// it ends, even if the caller's future was dropped meanwhile.
+    pub(crate) async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.reader_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::TaskFailed {
+                reason: "the reader pool is closed".to_owned(),
+            })?;
+        let readers = Arc::clone(&self.readers);
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = lock(&readers).pop().ok_or_else(|| StoreError::TaskFailed {
+                reason: "no reader connection available".to_owned(),
+            })?;
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| in_read_tx(&conn, work)))
+                .unwrap_or_else(|_| {
+                    // Leave no transaction open on a connection that goes back to the pool.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(StoreError::TaskFailed {
+                        reason: "read job panicked".to_owned(),
+                    })
+                });
+            lock(&readers).push(conn);
+            drop(permit);
+            result
+        });
+        task.await.map_err(|e| StoreError::TaskFailed {
+            reason: format!("read task failed: {e}"),
+        })?
+    }
+
+    /// The sequence number of the latest committed event, updated after every commit.
+    pub(crate) fn subscribe_seq(&self) -> watch::Receiver<i64> {
+        self.last_seq.clone()
+    }
+
+    /// Write transactions committed so far.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (a plain push or pop).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `work` inside `BEGIN` … `COMMIT` on a read connection.
+fn in_read_tx<R>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("BEGIN DEFERRED")?;
+    let result = work(conn);
+    // A read transaction has nothing to keep: end it either way (the work's error comes first).
+    let ended = conn.execute_batch("COMMIT");
+    let value = result?;
+    ended?;
+    Ok(value)
+}
+
+/// The writer thread: batches queued jobs into one transaction each.
+fn writer_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn WriteJob>>,
+    last_seq: watch::Sender<i64>,
+    commits: &AtomicU64,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let failure = run_batch(&conn, &mut batch).err();
+        match &failure {
+            None => commits.fetch_add(1, Ordering::Relaxed),
+            Some(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "write batch failed");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                0
+            }
+        };
+        if failure.is_none() {
+            // Publish before answering, so a caller whose write returned sees its event's seq.
+            match crate::event::read_last_seq(&conn) {
+                Ok(seq) => {
+                    last_seq.send_if_modified(|current| {
+                        let changed = *current != seq;
+                        *current = seq;
+                        changed
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read the last event sequence"),
+            }
+        }
+        for job in batch {
+            job.finish(failure.as_ref());
+        }
+    }
+}
+
+/// Runs one batch in one transaction, each job in its savepoint, and commits.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    for job in batch {
+        run_in_savepoint(conn, job.as_mut())?;
+    }
+    if conn.is_autocommit() {
+        return Err(StoreError::Database {
+            message: "the transaction was rolled back by SQLite".to_owned(),
+        });
+    }
+    Ok(conn.execute_batch("COMMIT")?)
+}
+
+/// Runs one job inside a savepoint, keeping its changes only if it succeeded.
+fn run_in_savepoint(conn: &Connection, job: &mut dyn WriteJob) -> Result<(), StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let ok = std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn))).unwrap_or(false);
+    if ok {
+        conn.execute_batch("RELEASE job")?;
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+    }
+    Ok(())
+}
+
+// ---- column conversions ----
+
+/// A conversion failure for column `idx`, as rusqlite reports it.
+fn bad_column(
+    idx: usize,
+    ty: Type,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(err))
+}
+
+/// A CID stored as its binary form.
+pub(crate) fn cid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Cid> {
+    let bytes: Vec<u8> = row.get(idx)?;
+    atp_data::cid::from_bytes(&bytes).map_err(|e| bad_column(idx, Type::Blob, e))
+}
+
+/// A value stored as text and parsed with `FromStr` (DIDs, handles, TIDs, NSIDs, ...).
+pub(crate) fn parsed_at<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e| bad_column(idx, Type::Text, e))
+}
+
+/// Error for a timestamp out of chrono's range.
+#[derive(Debug, thiserror::Error)]
+#[error("timestamp {0} ms is out of range")]
+struct BadTime(i64);
+
+/// A time stored as milliseconds since the Unix epoch.
+pub(crate) fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let ms: i64 = row.get(idx)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| bad_column(idx, Type::Integer, BadTime(ms)))
+}
+
+/// An optional time stored as milliseconds since the Unix epoch.
+pub(crate) fn opt_time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let ms: Option<i64> = row.get(idx)?;
+    ms.map(|ms| {
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| bad_column(idx, Type::Integer, BadTime(ms)))
+    })
+    .transpose()
+}
+
+/// Milliseconds since the Unix epoch, as stored.
+pub(crate) fn millis(time: &DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+/// Whether a query returns at least one row.
+pub(crate) fn exists(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params, |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(dir: &Path) -> Db {
+        let path = dir.join("test.sqlite");
+        let mut writer = open_connection(&path, Role::Writer).unwrap();
+        crate::migrations::migrate(&mut writer).unwrap();
+        writer
+            .execute_batch("CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .unwrap();
+        Db::start(&path, writer, 2).unwrap()
+    }
+
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<i64, StoreError> + Send + 'static {
+        move |conn| {
+            conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+            Ok(v)
+        }
+    }
+
+    async fn values(db: &Db) -> Vec<i64> {
+        db.read(|conn| {
+            let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_jobs_share_one_transaction_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(start(dir.path()));
+        // Occupy the writer so that the next jobs queue up.
+        let slow = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(|conn| {
+                    std::thread::sleep(Duration::from_millis(200));
+                    insert(0)(conn)
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = db.commits();
+        let mut jobs = Vec::new();
+        for v in 1..=10 {
+            let db = Arc::clone(&db);
+            jobs.push(tokio::spawn(async move { db.write(insert(v)).await }));
+        }
+        // A duplicate key fails alone; a panicking job fails alone.
+        let dup = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(|conn| {
+                    conn.execute("INSERT INTO t (v) VALUES (100)", [])?;
+                    // 0 was committed by the slow job: this always conflicts.
+                    insert(0)(conn)
+                })
+                .await
+            })
+        };
+        let boom = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(|conn| -> Result<(), StoreError> {
+                    conn.execute("INSERT INTO t (v) VALUES (200)", [])?;
+                    panic!("job panics")
+                })
+                .await
+            })
+        };
+        assert_eq!(slow.await.unwrap().unwrap(), 0);
+        for (v, job) in (1..=10).zip(jobs) {
+            assert_eq!(job.await.unwrap().unwrap(), v);
+        }
+        assert!(matches!(
+            dup.await.unwrap(),
+            Err(StoreError::Database { .. })
+        ));
+        assert!(matches!(
+            boom.await.unwrap(),
+            Err(StoreError::TaskFailed { .. })
+        ));
+        assert_eq!(values(&db).await, (0..=10).collect::<Vec<_>>());
+        let batches = db.commits() - before;
+        assert!(batches <= 3, "12 queued jobs took {batches} transactions");
+    }
+}
