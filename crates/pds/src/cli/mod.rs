@@ -25,7 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the PDS server (not available yet: the server core is a later issue).
+    /// Run the PDS server (configured by the reference PDS's PDS_* environment variables).
     Serve,
     /// Check identifier syntax (did, handle, nsid, at-uri, tid, ...).
     Syntax(syntax::Args),
@@ -41,13 +41,20 @@ enum Command {
     Identity(identity::Args),
 }
 
+/// Runs the server on a multi-threaded runtime until it is stopped.
+fn serve() -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(pds::serve::run())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Parses the command line and runs the command.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve => Err(anyhow::anyhow!(
-            "`pds serve` is not available in this build yet: the server core has not landed"
-        )),
+        Command::Serve => serve(),
         Command::Syntax(args) => syntax::run(args),
         Command::Key(args) => key::run(args),
         Command::Car(args) => car::run(args),

@@ -1,0 +1,95 @@
+//! Files kept beside the database: account signing keys (`<data>/keys/<did>.key`, hex, 0600)
+//! and blob bytes (`<blobs>/tmp/<key>` until a record references them, then
+//! `<blobs>/<did>/<cid>`).
+
+use std::path::{Path, PathBuf};
+
+use atp_crypto::{Curve, Keypair};
+use atp_data::Cid;
+use atp_syntax::Did;
+
+use crate::state::write_private_file;
+
+/// Where account signing keys live.
+#[derive(Debug, Clone)]
+pub struct KeyFiles {
+    dir: PathBuf,
+}
+
+/// A file name for a DID (`:` is not portable in file names).
+fn did_file_name(did: &Did) -> String {
+    did.as_str().replace(':', "_")
+}
+
+impl KeyFiles {
+    /// Keys under `<data_dir>/keys`.
+    pub fn new(data_dir: &Path) -> KeyFiles {
+        KeyFiles {
+            dir: data_dir.join("keys"),
+        }
+    }
+
+    /// Stores `did`'s signing key (0600).
+    pub fn save(&self, did: &Did, key: &Keypair) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(format!("{}.key", did_file_name(did)));
+        write_private_file(&path, key.private_hex().as_bytes())
+    }
+
+    /// Loads `did`'s signing key.
+    pub fn load(&self, did: &Did) -> std::io::Result<Keypair> {
+        let path = self.dir.join(format!("{}.key", did_file_name(did)));
+        let hex = zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+        Keypair::from_private_hex(Curve::K256, hex.trim())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+}
+
+/// Where blob bytes live.
+#[derive(Debug, Clone)]
+pub struct BlobFiles {
+    dir: PathBuf,
+}
+
+impl BlobFiles {
+    /// Blobs under `dir`.
+    pub fn new(dir: &Path) -> BlobFiles {
+        BlobFiles {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The temporary file for upload `key`.
+    pub fn temp_path(&self, key: &str) -> PathBuf {
+        self.dir.join("tmp").join(key)
+    }
+
+    /// The temporary directory (created if needed).
+    pub fn temp_dir(&self) -> std::io::Result<PathBuf> {
+        let dir = self.dir.join("tmp");
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// The permanent file of `did`'s blob `cid`.
+    pub fn permanent_path(&self, did: &Did, cid: &Cid) -> PathBuf {
+        self.dir.join(did_file_name(did)).join(cid.to_string())
+    }
+
+    /// Moves a temporary upload to permanent storage.
+    pub async fn promote(&self, did: &Did, cid: &Cid, temp_key: &str) -> std::io::Result<()> {
+        let to = self.permanent_path(did, cid);
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(self.temp_path(temp_key), to).await
+    }
+
+    /// Deletes a permanent blob file (missing is fine).
+    pub async fn delete(&self, did: &Did, cid: &Cid) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.permanent_path(did, cid)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
