@@ -48,6 +48,50 @@ pub fn app(state: AppState) -> Router {
             "/com.atproto.server.deleteSession",
             post(server::delete_session),
         )
+        .route(
+            "/com.atproto.server.createAppPassword",
+            post(server::create_app_password),
+        )
+        .route(
+            "/com.atproto.server.listAppPasswords",
+            get(server::list_app_passwords),
+        )
+        .route(
+            "/com.atproto.server.revokeAppPassword",
+            post(server::revoke_app_password),
+        )
+        .route(
+            "/com.atproto.server.createInviteCode",
+            post(server::create_invite_code),
+        )
+        .route(
+            "/com.atproto.server.createInviteCodes",
+            post(server::create_invite_codes),
+        )
+        .route(
+            "/com.atproto.server.getAccountInviteCodes",
+            get(server::get_account_invite_codes),
+        )
+        .route(
+            "/com.atproto.server.deactivateAccount",
+            post(server::deactivate_account),
+        )
+        .route(
+            "/com.atproto.server.activateAccount",
+            post(server::activate_account),
+        )
+        .route(
+            "/com.atproto.server.checkAccountStatus",
+            get(server::check_account_status),
+        )
+        .route(
+            "/com.atproto.server.reserveSigningKey",
+            post(server::reserve_signing_key),
+        )
+        .route(
+            "/com.atproto.identity.updateHandle",
+            post(identity::update_handle),
+        )
         .route("/com.atproto.repo.createRecord", post(repo::create_record))
         .route("/com.atproto.repo.putRecord", post(repo::put_record))
         .route("/com.atproto.repo.deleteRecord", post(repo::delete_record))
@@ -74,6 +118,10 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/xrpc", xrpc)
         .route("/robots.txt", get(robots))
+        .route(
+            "/.well-known/atproto-did",
+            get(identity::well_known_atproto_did),
+        )
         .route("/", get(root))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -101,3 +149,5 @@ async fn root() -> &'static str {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_server;

@@ -8,12 +8,12 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::state::{AppState, Plc, Secrets};
 
-struct Harness {
-    state: AppState,
+pub(super) struct Harness {
+    pub(super) state: AppState,
     _dir: tempfile::TempDir,
 }
 
-fn harness_with(extra: &[(&str, &str)]) -> Harness {
+pub(super) fn harness_with(extra: &[(&str, &str)]) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut vars = vec![(
         "PDS_DATA_DIRECTORY".to_owned(),
@@ -34,16 +34,16 @@ fn harness_with(extra: &[(&str, &str)]) -> Harness {
     }
 }
 
-fn harness() -> Harness {
+pub(super) fn harness() -> Harness {
     harness_with(&[])
 }
 
 impl Harness {
-    async fn raw(&self, req: Request<Body>) -> axum::response::Response {
+    pub(super) async fn raw(&self, req: Request<Body>) -> axum::response::Response {
         crate::app(self.state.clone()).oneshot(req).await.unwrap()
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: &str,
         uri: &str,
@@ -71,17 +71,22 @@ impl Harness {
         (status, value)
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call("GET", uri, None, None).await
     }
 
-    async fn post(&self, nsid: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn post(
+        &self,
+        nsid: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         self.call("POST", &format!("/xrpc/{nsid}"), token, Some(body))
             .await
     }
 
     /// Creates alice.test; returns (did, access, refresh).
-    async fn alice(&self) -> (String, String, String) {
+    pub(super) async fn alice(&self) -> (String, String, String) {
         let (status, body) = self
             .post(
                 "com.atproto.server.createAccount",
@@ -329,7 +334,7 @@ async fn sessions_login_refresh_logout() {
     );
 }
 
-fn post_record(text: &str) -> Value {
+pub(super) fn post_record(text: &str) -> Value {
     json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"})
 }
 

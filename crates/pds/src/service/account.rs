@@ -69,6 +69,19 @@ pub struct Session {
     pub access_jwt: String,
     /// Refresh token.
     pub refresh_jwt: String,
+    /// Why the account is not active (`deactivated`, `takendown`); `None`: active.
+    pub status: Option<&'static str>,
+}
+
+/// Why `account` is not active, as the lexicons name it; `None`: active.
+pub fn inactive_status(account: &Account) -> Option<&'static str> {
+    if account.takedown_ref.is_some() {
+        Some("takendown")
+    } else if account.deactivated_at.is_some() {
+        Some("deactivated")
+    } else {
+        None
+    }
 }
 
 /// Checks a requested handle against the service domains; returns it lower-cased.
@@ -115,7 +128,8 @@ fn check_email(email: &str) -> Result<(), AccountError> {
     }
 }
 
-fn event(kind: EventKind, fields: Vec<(&str, Value)>) -> NewEvent {
+/// An event whose body is the map `fields` (without `seq` and `time`).
+pub(crate) fn event(kind: EventKind, fields: Vec<(&str, Value)>) -> NewEvent {
     let map: BTreeMap<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     NewEvent {
         kind,
@@ -287,6 +301,7 @@ async fn start_session(
         email,
         access_jwt,
         refresh_jwt,
+        status: None,
     })
 }
 
@@ -345,7 +360,8 @@ pub async fn create_session(
     .await
     .map_err(|e| AccountError::Internal(e.to_string()))?;
     let (scope, app_password_name) = matched.ok_or(AccountError::AuthFailed)?;
-    start_session(
+    let status = inactive_status(&account);
+    let session = start_session(
         state,
         account.did,
         account.handle,
@@ -353,7 +369,8 @@ pub async fn create_session(
         scope,
         app_password_name,
     )
-    .await
+    .await?;
+    Ok(Session { status, ..session })
 }
 
 /// refreshSession: rotates the refresh token `jti`.
@@ -398,12 +415,14 @@ pub async fn refresh_session(state: &AppState, jti: &str) -> Result<Session, Acc
         now.timestamp(),
         rotation.next_expires_at.timestamp(),
     );
+    let status = inactive_status(&account);
     Ok(Session {
         did: account.did,
         handle: account.handle,
         email: account.email,
         access_jwt,
         refresh_jwt,
+        status,
     })
 }
 

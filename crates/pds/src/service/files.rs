@@ -36,6 +36,33 @@ impl KeyFiles {
         write_private_file(&path, key.private_hex().as_bytes())
     }
 
+    fn reserved_path(&self, owner: &str) -> PathBuf {
+        self.dir
+            .join("reserved")
+            .join(format!("{}.key", owner.replace(':', "_")))
+    }
+
+    /// Stores a reserved key under `owner` (a DID, or the key's own `did:key`) (0600).
+    pub fn save_reserved(&self, owner: &str, key: &Keypair) -> std::io::Result<()> {
+        let path = self.reserved_path(owner);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_private_file(&path, key.private_hex().as_bytes())
+    }
+
+    /// The key reserved under `owner`, if any.
+    pub fn load_reserved(&self, owner: &str) -> std::io::Result<Option<Keypair>> {
+        let hex = match std::fs::read_to_string(self.reserved_path(owner)) {
+            Ok(hex) => zeroize::Zeroizing::new(hex),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Keypair::from_private_hex(Curve::K256, hex.trim())
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+
     /// Loads `did`'s signing key.
     pub fn load(&self, did: &Did) -> std::io::Result<Keypair> {
         let path = self.dir.join(format!("{}.key", did_file_name(did)));

@@ -3,5 +3,9 @@
 
 pub mod account;
 pub mod blob;
+pub mod credentials;
 pub mod files;
+pub mod handle;
+pub mod signing_key;
+pub mod status;
 pub mod writer;
