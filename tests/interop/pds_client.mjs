@@ -1,0 +1,285 @@
+// Our PDS driven by the official client, @atproto/api (pinned in package.json). Run by
+// crates/pds/tests/interop_api.rs with Node 22 against the real `pds serve` binary:
+//
+//   node pds_client.mjs <pds base url>
+//
+// Account creation, login, a post with an image blob and a link facet, like, follow, record
+// reads, a stale swapRecord (must fail with InvalidSwap), delete, session refresh and resume, a
+// second session; app passwords and handle updates only when the server has those endpoints
+// (otherwise the step prints `skipped: <step> (<why>)`). Prints `ok <step>` per step and a final
+// `N passed, 0 failed`; exits 1 on the first failure.
+
+import assert from 'node:assert/strict'
+import { AtpAgent, CredentialSession, RichText } from '@atproto/api'
+
+const service = process.argv[2]
+if (!service) {
+  console.error('usage: node pds_client.mjs <pds base url>')
+  process.exit(2)
+}
+
+const HANDLE = 'alice.test'
+const PASSWORD = 'hunter22-alice'
+
+// The smallest valid PNG: one transparent pixel.
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==',
+  'base64',
+)
+
+let passed = 0
+let failed = 0
+let skippedSteps = 0
+
+async function step(name, fn) {
+  try {
+    const skipped = await fn()
+    if (typeof skipped === 'string') {
+      skippedSteps++
+      console.log(`skipped: ${name} (${skipped})`)
+      return
+    }
+    passed++
+    console.log(`ok ${name}`)
+  } catch (e) {
+    failed++
+    console.log(`FAILED ${name}: ${e?.stack ?? e}`)
+    console.log(`${passed} passed, ${failed} failed`)
+    process.exit(1)
+  }
+}
+
+// The error an XRPC call rejects with (the call must fail).
+async function rejection(promise) {
+  try {
+    await promise
+  } catch (e) {
+    return e
+  }
+  assert.fail('expected the call to fail')
+}
+
+// Whether the server routes this XRPC method (an unknown method is 501 MethodNotImplemented;
+// anything else, e.g. 401 without a token, means it exists).
+async function hasMethod(nsid) {
+  const res = await fetch(`${service}/xrpc/${nsid}`, { method: 'POST' })
+  await res.body?.cancel()
+  return res.status !== 501 && res.status !== 404
+}
+
+const agent = new AtpAgent({ service })
+let did
+let post
+let like
+let follow
+let blobCid
+
+await step('describeServer', async () => {
+  const res = await agent.com.atproto.server.describeServer()
+  assert.ok(res.data.did.startsWith('did:'), res.data.did)
+  assert.ok(res.data.availableUserDomains.includes('.test'))
+})
+
+await step('createAccount', async () => {
+  const res = await agent.createAccount({ handle: HANDLE, email: 'alice@example.com', password: PASSWORD })
+  did = res.data.did
+  assert.match(did, /^did:plc:[a-z2-7]{24}$/)
+  assert.equal(res.data.handle, HANDLE)
+  assert.ok(agent.hasSession)
+  assert.equal(agent.session.did, did)
+})
+
+await step('login', async () => {
+  const res = await agent.login({ identifier: HANDLE, password: PASSWORD })
+  assert.equal(res.data.did, did)
+  assert.equal(res.data.handle, HANDLE)
+  const me = await agent.com.atproto.server.getSession()
+  assert.equal(me.data.did, did)
+  assert.equal(me.data.handle, HANDLE)
+})
+
+await step('login with a wrong password fails', async () => {
+  const other = new AtpAgent({ service })
+  const e = await rejection(other.login({ identifier: HANDLE, password: 'wrong' }))
+  assert.equal(e.status, 401, String(e))
+  assert.equal(e.error, 'AuthenticationRequired')
+})
+
+await step('post with image and link facet', async () => {
+  const blob = await agent.uploadBlob(PNG, { encoding: 'image/png' })
+  assert.equal(blob.data.blob.mimeType, 'image/png')
+  assert.equal(blob.data.blob.size, PNG.length)
+
+  const rt = new RichText({ text: 'hello from @atproto/api, see https://example.com/page' })
+  rt.detectFacetsWithoutResolution()
+  assert.equal(rt.facets?.length, 1)
+  assert.equal(rt.facets[0].features[0].$type, 'app.bsky.richtext.facet#link')
+
+  post = await agent.post({
+    text: rt.text,
+    facets: rt.facets,
+    embed: {
+      $type: 'app.bsky.embed.images',
+      images: [{ alt: 'a pixel', image: blob.data.blob, aspectRatio: { width: 1, height: 1 } }],
+    },
+    createdAt: new Date().toISOString(),
+  })
+  assert.ok(post.uri.startsWith(`at://${did}/app.bsky.feed.post/`), post.uri)
+
+  // The blob is now served by sync.getBlob, byte for byte.
+  blobCid = blob.data.blob.ref.toString()
+  const got = await agent.com.atproto.sync.getBlob({ did, cid: blobCid })
+  assert.deepEqual(Buffer.from(got.data), PNG)
+})
+
+await step('getRecord returns the post', async () => {
+  const rkey = post.uri.split('/').pop()
+  const res = await agent.com.atproto.repo.getRecord({ repo: did, collection: 'app.bsky.feed.post', rkey })
+  assert.equal(res.data.uri, post.uri)
+  assert.equal(res.data.cid, post.cid)
+  assert.equal(res.data.value.facets[0].features[0].uri, 'https://example.com/page')
+  assert.equal(res.data.value.facets[0].index.byteStart, 'hello from @atproto/api, see '.length)
+  assert.equal(res.data.value.embed.images[0].image.ref.toString(), blobCid)
+  assert.equal(res.data.value.embed.images[0].image.mimeType, 'image/png')
+  // The getter by handle works too.
+  const byHandle = await agent.com.atproto.repo.getRecord({ repo: HANDLE, collection: 'app.bsky.feed.post', rkey })
+  assert.equal(byHandle.data.cid, post.cid)
+})
+
+await step('like and follow', async () => {
+  like = await agent.like(post.uri, post.cid)
+  assert.ok(like.uri.startsWith(`at://${did}/app.bsky.feed.like/`), like.uri)
+  follow = await agent.follow('did:plc:ewvi7nxzyoun6zhxrhs64oiz')
+  assert.ok(follow.uri.startsWith(`at://${did}/app.bsky.graph.follow/`), follow.uri)
+})
+
+await step('listRecords and describeRepo', async () => {
+  const posts = await agent.com.atproto.repo.listRecords({ repo: did, collection: 'app.bsky.feed.post' })
+  assert.deepEqual(
+    posts.data.records.map((r) => [r.uri, r.cid]),
+    [[post.uri, post.cid]],
+  )
+  const likes = await agent.com.atproto.repo.listRecords({ repo: HANDLE, collection: 'app.bsky.feed.like' })
+  assert.equal(likes.data.records.length, 1)
+  assert.equal(likes.data.records[0].value.subject.uri, post.uri)
+  assert.equal(likes.data.records[0].value.subject.cid, post.cid)
+  const repo = await agent.com.atproto.repo.describeRepo({ repo: did })
+  assert.equal(repo.data.handle, HANDLE)
+  assert.equal(repo.data.did, did)
+  assert.deepEqual(
+    [...repo.data.collections].sort(),
+    ['app.bsky.feed.like', 'app.bsky.feed.post', 'app.bsky.graph.follow'],
+  )
+})
+
+await step('putRecord with a stale swapRecord fails with InvalidSwap', async () => {
+  const rkey = post.uri.split('/').pop()
+  const record = { $type: 'app.bsky.feed.post', text: 'edited', createdAt: new Date().toISOString() }
+  const updated = await agent.com.atproto.repo.putRecord({
+    repo: did,
+    collection: 'app.bsky.feed.post',
+    rkey,
+    record,
+    swapRecord: post.cid,
+  })
+  assert.notEqual(updated.data.cid, post.cid)
+  // post.cid is stale now.
+  const e = await rejection(
+    agent.com.atproto.repo.putRecord({
+      repo: did,
+      collection: 'app.bsky.feed.post',
+      rkey,
+      record: { ...record, text: 'lost update' },
+      swapRecord: post.cid,
+    }),
+  )
+  assert.equal(e.error, 'InvalidSwap', String(e))
+  assert.equal(e.status, 400)
+  const now = await agent.com.atproto.repo.getRecord({ repo: did, collection: 'app.bsky.feed.post', rkey })
+  assert.equal(now.data.cid, updated.data.cid)
+  assert.equal(now.data.value.text, 'edited')
+  post = { uri: post.uri, cid: updated.data.cid }
+})
+
+await step('deleteRecord', async () => {
+  const rkey = like.uri.split('/').pop()
+  await agent.com.atproto.repo.deleteRecord({ repo: did, collection: 'app.bsky.feed.like', rkey })
+  const e = await rejection(agent.com.atproto.repo.getRecord({ repo: did, collection: 'app.bsky.feed.like', rkey }))
+  assert.equal(e.error, 'RecordNotFound', String(e))
+  const likes = await agent.com.atproto.repo.listRecords({ repo: did, collection: 'app.bsky.feed.like' })
+  assert.equal(likes.data.records.length, 0)
+})
+
+let saved
+await step('refreshSession', async () => {
+  const before = { ...agent.session }
+  await agent.sessionManager.refreshSession()
+  const after = agent.session
+  assert.equal(after.did, did)
+  assert.equal(after.handle, HANDLE)
+  assert.notEqual(after.refreshJwt, before.refreshJwt)
+  // The old refresh token is spent (the reference allows a short grace period, so only check
+  // that the new pair works).
+  const me = await agent.com.atproto.server.getSession()
+  assert.equal(me.data.did, did)
+  saved = { ...after }
+})
+
+await step('resumeSession in a new agent', async () => {
+  const session = new CredentialSession(new URL(service))
+  const resumed = new AtpAgent(session)
+  await resumed.resumeSession(saved)
+  assert.equal(resumed.session.did, did)
+  assert.equal(resumed.session.handle, HANDLE)
+  const res = await resumed.com.atproto.repo.createRecord({
+    repo: did,
+    collection: 'app.bsky.feed.post',
+    record: { $type: 'app.bsky.feed.post', text: 'from a resumed session', createdAt: new Date().toISOString() },
+  })
+  assert.ok(res.data.uri.startsWith(`at://${did}/`))
+  saved = resumed.session
+})
+
+await step('a second session alongside the first', async () => {
+  const second = new AtpAgent({ service })
+  await second.login({ identifier: did, password: PASSWORD })
+  // Access tokens carry no id (two issued in the same second may be equal); refresh tokens do.
+  assert.notEqual(second.session.refreshJwt, saved.refreshJwt)
+  const a = await second.com.atproto.server.getSession()
+  assert.equal(a.data.did, did)
+  // Logging the second out leaves the first working.
+  await second.logout()
+  const b = await agent.com.atproto.server.getSession()
+  assert.equal(b.data.did, did)
+})
+
+await step('app password login', async () => {
+  if (!(await hasMethod('com.atproto.server.createAppPassword'))) {
+    return 'com.atproto.server.createAppPassword is not implemented'
+  }
+  const created = await agent.com.atproto.server.createAppPassword({ name: 'interop' })
+  const appAgent = new AtpAgent({ service })
+  await appAgent.login({ identifier: HANDLE, password: created.data.password })
+  assert.equal(appAgent.session.did, did)
+  const res = await appAgent.com.atproto.repo.createRecord({
+    repo: did,
+    collection: 'app.bsky.feed.post',
+    record: { $type: 'app.bsky.feed.post', text: 'via app password', createdAt: new Date().toISOString() },
+  })
+  assert.ok(res.data.uri.startsWith(`at://${did}/`))
+})
+
+await step('handle update', async () => {
+  if (!(await hasMethod('com.atproto.identity.updateHandle'))) {
+    return 'com.atproto.identity.updateHandle is not implemented'
+  }
+  await agent.com.atproto.identity.updateHandle({ handle: 'alice2.test' })
+  const resolved = await agent.com.atproto.identity.resolveHandle({ handle: 'alice2.test' })
+  assert.equal(resolved.data.did, did)
+  const repo = await agent.com.atproto.repo.describeRepo({ repo: did })
+  assert.equal(repo.data.handle, 'alice2.test')
+})
+
+if (skippedSteps > 0) console.log(`${skippedSteps} skipped`)
+console.log(`${passed} passed, ${failed} failed`)
+process.exit(failed === 0 ? 0 : 1)
