@@ -428,7 +428,6 @@ async fn failed_writes_change_nothing() {
 /// reference's transactor: an update whose swapCid is null is a BadRecordSwap), so over an
 /// existing record it must fail with InvalidSwap and change nothing.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "server bug: putRecord with swapRecord null over an existing record succeeds (200)"]
 async fn put_record_with_null_swap_record_over_existing_record_fails() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;

@@ -133,8 +133,19 @@ pub struct PutRecordInput {
     collection: String,
     rkey: String,
     record: Value,
-    swap_record: Option<String>,
+    /// Absent: no check. `null`: the record must not exist yet (the lexicon's nullable swap).
+    /// A CID: the record must currently have it.
+    #[serde(default, deserialize_with = "present_or_null")]
+    swap_record: Option<Option<String>>,
     swap_commit: Option<String>,
+}
+
+/// Keeps "present but null" apart from "absent" (with `#[serde(default)]`): absent → `None`,
+/// `null` → `Some(None)`, a value → `Some(Some(v))`.
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// `com.atproto.repo.putRecord`.
@@ -148,7 +159,10 @@ pub async fn put_record(
         collection: parse_param("collection", &input.collection)?,
         rkey: parse_param("rkey", &input.rkey)?,
         record: record_value(&input.collection, &input.record)?,
-        swap_record: cid_param("swapRecord", input.swap_record.as_deref())?,
+        swap_record: match &input.swap_record {
+            None => None,
+            Some(swap) => Some(cid_param("swapRecord", swap.as_deref())?),
+        },
     };
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, vec![op], swap).await?;
@@ -194,7 +208,7 @@ pub async fn delete_record(
     let op = WriteOp::Delete {
         collection,
         rkey,
-        swap_record,
+        swap_record: swap_record.map(Some),
     };
     let applied = state.writer().apply(&did, vec![op], swap).await?;
     Ok(Json(json!({"commit": commit_meta(&applied)})))

@@ -39,8 +39,9 @@ pub enum WriteOp {
         rkey: RecordKey,
         /// The record.
         record: Value,
-        /// The CID the record must currently have.
-        swap_record: Option<Cid>,
+        /// `None`: no check; `Some(None)`: the record must not exist; `Some(Some(cid))`: the record
+        /// must currently have that CID.
+        swap_record: Option<Option<Cid>>,
     },
     /// Replace an existing record (applyWrites `#update`).
     Update {
@@ -57,8 +58,8 @@ pub enum WriteOp {
         collection: Nsid,
         /// Record key.
         rkey: RecordKey,
-        /// The CID the record must currently have.
-        swap_record: Option<Cid>,
+        /// As for [`WriteOp::Put`].
+        swap_record: Option<Option<Cid>>,
     },
 }
 
@@ -314,9 +315,9 @@ impl RepoWriter {
     }
 }
 
-fn check_swap(expected: Option<Cid>, current: Option<Cid>) -> Result<(), WriteError> {
+fn check_swap(expected: Option<Option<Cid>>, current: Option<Cid>) -> Result<(), WriteError> {
     match expected {
-        Some(expected) if Some(expected) != current => Err(WriteError::InvalidSwap(format!(
+        Some(expected) if expected != current => Err(WriteError::InvalidSwap(format!(
             "Record was at {}",
             current.map_or_else(|| "null".to_owned(), |c| c.to_string())
         ))),
