@@ -128,6 +128,19 @@ fn expect_one(changed: usize, did: &Did) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Appends `events` in order inside the current transaction; returns their sequence numbers.
+fn append_all(
+    conn: &Connection,
+    did: &Did,
+    events: &[NewEvent],
+    now: &DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    events
+        .iter()
+        .map(|event| event::append(conn, did, event, now))
+        .collect()
+}
+
 /// The account row, invite use, genesis and events, inside the current transaction.
 fn create(
     conn: &Connection,
@@ -160,10 +173,7 @@ fn create(
         invite::consume(conn, code, did, now)?;
     }
     repo::apply(conn, did, genesis, now)?;
-    let seqs = events
-        .iter()
-        .map(|event| event::append(conn, did, event, now))
-        .collect::<Result<_, _>>()?;
+    let seqs = append_all(conn, did, events, now)?;
     Ok(CreatedAccount {
         seqs,
         commit: genesis.commit.cid,
@@ -221,8 +231,16 @@ impl Store {
             .await
     }
 
-    /// Changes the handle; [`StoreError::HandleTaken`] if another account has it.
-    pub async fn update_handle(&self, did: &Did, handle: &Handle) -> Result<(), StoreError> {
+    /// Changes the handle and appends `events` (e.g. `#identity`), in that order, in one
+    /// transaction; returns the events' sequence numbers. [`StoreError::HandleTaken`] if another
+    /// account has it (then nothing is written, events included).
+    pub async fn update_handle(
+        &self,
+        did: &Did,
+        handle: &Handle,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
         let (did, handle) = (did.clone(), handle.clone());
         self.db()
             .write(move |conn| {
@@ -230,7 +248,8 @@ impl Store {
                 let n = conn
                     .prepare_cached("UPDATE account SET handle = ?2 WHERE did = ?1")?
                     .execute(params![did.as_str(), handle.as_str()])?;
-                expect_one(n, &did)
+                expect_one(n, &did)?;
+                append_all(conn, &did, &events, &now)
             })
             .await
     }
@@ -279,13 +298,16 @@ impl Store {
             .await
     }
 
-    /// Deactivates the account at `now`; it may be deleted after `delete_after`.
+    /// Deactivates the account at `now` (it may be deleted after `delete_after`) and appends
+    /// `events` (e.g. `#account` with status `deactivated`), in that order, in one transaction;
+    /// returns the events' sequence numbers.
     pub async fn deactivate_account(
         &self,
         did: &Did,
         now: DateTime<Utc>,
         delete_after: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<i64>, StoreError> {
         let did = did.clone();
         self.db()
             .write(move |conn| {
@@ -298,13 +320,20 @@ impl Store {
                         millis(&now),
                         delete_after.as_ref().map(millis)
                     ])?;
-                expect_one(n, &did)
+                expect_one(n, &did)?;
+                append_all(conn, &did, &events, &now)
             })
             .await
     }
 
-    /// Reactivates the account.
-    pub async fn activate_account(&self, did: &Did) -> Result<(), StoreError> {
+    /// Reactivates the account and appends `events` (e.g. `#identity`, `#account`, `#sync`), in
+    /// that order, in one transaction; returns the events' sequence numbers.
+    pub async fn activate_account(
+        &self,
+        did: &Did,
+        events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
         let did = did.clone();
         self.db()
             .write(move |conn| {
@@ -314,7 +343,8 @@ impl Store {
                          WHERE did = ?1",
                     )?
                     .execute([did.as_str()])?;
-                expect_one(n, &did)
+                expect_one(n, &did)?;
+                append_all(conn, &did, &events, &now)
             })
             .await
     }

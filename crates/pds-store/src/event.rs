@@ -156,8 +156,10 @@ fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 }
 
 impl Store {
-    /// Appends an event on its own (e.g. `#identity` after a handle change, `#account` after a
-    /// status change); returns its sequence number.
+    /// Appends an event on its own (one that announces no change of this store's data, e.g. an
+    /// `#identity` event after a DID document change elsewhere); returns its sequence number. An
+    /// event that announces a change here goes in the change's transaction instead (see
+    /// [`Store::update_handle`], [`Store::deactivate_account`], ...).
     pub async fn append_event(
         &self,
         did: &Did,

@@ -80,16 +80,16 @@ async fn lookups_are_case_insensitive_and_unique() {
     // Updates.
     let err = t
         .store
-        .update_handle(&bob.did, &"USER1.test".parse().unwrap())
+        .update_handle(&bob.did, &"USER1.test".parse().unwrap(), vec![], at(2))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::HandleTaken { .. }));
     t.store
-        .update_handle(&alice.did, &"alice.test".parse().unwrap())
+        .update_handle(&alice.did, &"alice.test".parse().unwrap(), vec![], at(2))
         .await
         .unwrap();
     t.store
-        .update_handle(&alice.did, &"Alice.test".parse().unwrap())
+        .update_handle(&alice.did, &"Alice.test".parse().unwrap(), vec![], at(2))
         .await
         .unwrap();
     t.store.confirm_email(&alice.did, at(3)).await.unwrap();
@@ -121,7 +121,7 @@ async fn lookups_are_case_insensitive_and_unique() {
     let nobody = account(3);
     assert_eq!(
         t.store
-            .update_handle(&nobody.did, &"x.test".parse().unwrap())
+            .update_handle(&nobody.did, &"x.test".parse().unwrap(), vec![], at(2))
             .await
             .unwrap_err(),
         StoreError::AccountNotFound {
@@ -131,7 +131,7 @@ async fn lookups_are_case_insensitive_and_unique() {
 
     // Status.
     t.store
-        .deactivate_account(&alice.did, at(4), Some(at(100)))
+        .deactivate_account(&alice.did, at(4), Some(at(100)), vec![])
         .await
         .unwrap();
     let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
@@ -139,7 +139,10 @@ async fn lookups_are_case_insensitive_and_unique() {
         (a.deactivated_at, a.delete_after, a.is_active()),
         (Some(at(4)), Some(at(100)), false)
     );
-    t.store.activate_account(&alice.did).await.unwrap();
+    t.store
+        .activate_account(&alice.did, vec![], at(5))
+        .await
+        .unwrap();
     t.store
         .set_account_takedown(&alice.did, Some("mod-1".to_owned()))
         .await
@@ -643,4 +646,259 @@ async fn delete_account_removes_everything_it_owns() {
         (last.kind, last.did),
         (EventKind::Account, alice.did.clone())
     );
+}
+
+/// The events appended after `after`, as `(seq, did, kind, body, time)`.
+async fn events_since(
+    store: &pds_store::Store,
+    after: i64,
+) -> Vec<(
+    i64,
+    String,
+    EventKind,
+    Vec<u8>,
+    chrono::DateTime<chrono::Utc>,
+)> {
+    store
+        .events_after(after, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.did.to_string(), e.kind, e.body, e.time))
+        .collect()
+}
+
+#[tokio::test]
+async fn status_and_handle_changes_write_their_events_in_the_same_transaction() {
+    let t = open_store();
+    let alice = account(1);
+    let bob = account(2);
+    create(&t.store, &alice, None).await;
+    create(&t.store, &bob, None).await;
+    let did = alice.did.to_string();
+
+    // Handle change + `#identity`.
+    let last = t.store.last_seq().await.unwrap();
+    let seqs = t
+        .store
+        .update_handle(
+            &alice.did,
+            &"alice.test".parse().unwrap(),
+            vec![event(EventKind::Identity, "handle")],
+            at(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![last + 1]);
+    let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
+    assert_eq!(a.handle.as_str(), "alice.test");
+    assert_eq!(
+        events_since(&t.store, last).await,
+        vec![(
+            last + 1,
+            did.clone(),
+            EventKind::Identity,
+            b"handle".to_vec(),
+            at(10)
+        )]
+    );
+
+    // Deactivation + `#account`.
+    let last = t.store.last_seq().await.unwrap();
+    let seqs = t
+        .store
+        .deactivate_account(
+            &alice.did,
+            at(11),
+            Some(at(99)),
+            vec![event(EventKind::Account, "deactivated")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![last + 1]);
+    let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
+    assert_eq!(
+        (a.deactivated_at, a.delete_after),
+        (Some(at(11)), Some(at(99)))
+    );
+    assert_eq!(
+        events_since(&t.store, last).await,
+        vec![(
+            last + 1,
+            did.clone(),
+            EventKind::Account,
+            b"deactivated".to_vec(),
+            at(11)
+        )]
+    );
+
+    // Reactivation + `#identity`, `#account`, `#sync`, in that order.
+    let last = t.store.last_seq().await.unwrap();
+    let seqs = t
+        .store
+        .activate_account(
+            &alice.did,
+            vec![
+                event(EventKind::Identity, "i"),
+                event(EventKind::Account, "a"),
+                event(EventKind::Sync, "s"),
+            ],
+            at(12),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![last + 1, last + 2, last + 3]);
+    assert!(
+        t.store
+            .get_account(&alice.did)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active()
+    );
+    assert_eq!(
+        events_since(&t.store, last).await,
+        vec![
+            (
+                last + 1,
+                did.clone(),
+                EventKind::Identity,
+                b"i".to_vec(),
+                at(12)
+            ),
+            (
+                last + 2,
+                did.clone(),
+                EventKind::Account,
+                b"a".to_vec(),
+                at(12)
+            ),
+            (
+                last + 3,
+                did.clone(),
+                EventKind::Sync,
+                b"s".to_vec(),
+                at(12)
+            ),
+        ]
+    );
+
+    // A change that fails writes no event.
+    let before = dump(&t.store);
+    let err = t
+        .store
+        .update_handle(
+            &bob.did,
+            &"ALICE.test".parse().unwrap(),
+            vec![event(EventKind::Identity, "taken")],
+            at(13),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::HandleTaken { .. }), "{err:?}");
+    let nobody = account(3);
+    let err = t
+        .store
+        .update_handle(
+            &nobody.did,
+            &"nobody.test".parse().unwrap(),
+            vec![event(EventKind::Identity, "nobody")],
+            at(13),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
+    let err = t
+        .store
+        .deactivate_account(
+            &nobody.did,
+            at(13),
+            None,
+            vec![event(EventKind::Account, "nobody")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
+    let err = t
+        .store
+        .activate_account(
+            &nobody.did,
+            vec![
+                event(EventKind::Identity, "n"),
+                event(EventKind::Account, "n"),
+            ],
+            at(13),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
+    assert_eq!(dump(&t.store), before);
+}
+
+#[tokio::test]
+async fn a_failing_event_undoes_the_status_or_handle_change() {
+    let t = open_store();
+    let alice = account(1);
+    create(&t.store, &alice, None).await;
+    t.store
+        .deactivate_account(&alice.did, at(1), None, vec![])
+        .await
+        .unwrap();
+    // The next two events get i64::MAX - 1 and i64::MAX; a third cannot be numbered.
+    t.store.set_seq_floor(i64::MAX - 1).await.unwrap();
+    let before = dump(&t.store);
+    let err = t
+        .store
+        .activate_account(
+            &alice.did,
+            vec![
+                event(EventKind::Identity, "i"),
+                event(EventKind::Account, "a"),
+                event(EventKind::Sync, "s"),
+            ],
+            at(2),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert_eq!(dump(&t.store), before, "activation kept without its events");
+
+    t.store
+        .activate_account(
+            &alice.did,
+            vec![
+                event(EventKind::Identity, "i"),
+                event(EventKind::Account, "a"),
+            ],
+            at(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.store.last_seq().await.unwrap(), i64::MAX);
+    let before = dump(&t.store);
+    let err = t
+        .store
+        .update_handle(
+            &alice.did,
+            &"alice.test".parse().unwrap(),
+            vec![event(EventKind::Identity, "h")],
+            at(4),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let err = t
+        .store
+        .deactivate_account(
+            &alice.did,
+            at(4),
+            None,
+            vec![event(EventKind::Account, "d")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert_eq!(dump(&t.store), before, "change kept without its event");
+    let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
+    assert_eq!((a.handle.as_str(), a.is_active()), ("user1.test", true));
 }

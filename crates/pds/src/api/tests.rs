@@ -621,7 +621,7 @@ async fn record_type_and_account_state_are_checked() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     h.state
         .store()
-        .deactivate_account(&did.parse().unwrap(), chrono::Utc::now(), None)
+        .deactivate_account(&did.parse().unwrap(), chrono::Utc::now(), None, vec![])
         .await
         .unwrap();
     let (status, body) = h

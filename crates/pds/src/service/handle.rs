@@ -2,8 +2,8 @@
 //! domains or the network, the PLC update signed with the rotation key, the account row and the
 //! `#identity` event.
 //!
-//! The event is appended right after the account row changes, in a second transaction:
-//! `pds-store`'s `update_handle` does not take an event yet.
+//! The account row and the `#identity` event are written in one transaction (also when the
+//! handle is already the account's: the event then re-announces it, as the reference does).
 
 use atp_data::Value;
 use atp_identity::Resolver;
@@ -83,7 +83,6 @@ pub async fn update_handle(
             if did.method() == "plc" {
                 update_plc_handle(state, did, &handle).await?;
             }
-            store.update_handle(did, &handle).await?;
         }
     }
     let ev = event(
@@ -93,6 +92,8 @@ pub async fn update_handle(
             ("handle", Value::from(handle.as_str())),
         ],
     );
-    store.append_event(did, ev, Utc::now()).await?;
+    store
+        .update_handle(did, &handle, vec![ev], Utc::now())
+        .await?;
     Ok(handle)
 }

@@ -1,8 +1,7 @@
 //! Account status: deactivation, reactivation and the migration checklist
 //! (`checkAccountStatus`), and the PLC reads they share with handle updates.
 //!
-//! The `#account` / `#identity` events are appended right after the account row changes, in a
-//! second transaction: `pds-store` has no status change that takes an event yet.
+//! Each status change and the events that announce it are written in one transaction.
 
 use atp_data::Value;
 use atp_identity::plc::{PlcData, SignedOp};
@@ -44,9 +43,6 @@ pub async fn deactivate(
     did: &Did,
     delete_after: Option<DateTime<Utc>>,
 ) -> Result<(), AccountError> {
-    let now = Utc::now();
-    let store = state.store();
-    store.deactivate_account(did, now, delete_after).await?;
     let ev = event(
         EventKind::Account,
         vec![
@@ -55,20 +51,23 @@ pub async fn deactivate(
             ("status", Value::from("deactivated")),
         ],
     );
-    store.append_event(did, ev, now).await?;
+    state
+        .store()
+        .deactivate_account(did, Utc::now(), delete_after, vec![ev])
+        .await?;
     Ok(())
 }
 
 /// Reactivates `did` and announces it with `#identity`, `#account` and `#sync` (as the
-/// reference).
+/// reference). The repository lock is held from reading the head for `#sync` to the write, so
+/// `#sync` carries the head the account is reactivated with.
 pub async fn activate(state: &AppState, did: &Did) -> Result<(), AccountError> {
     let store = state.store();
+    let _guard = store.lock_repo(did).await;
     let account = store
         .get_account(did)
         .await?
         .ok_or_else(|| StoreError::AccountNotFound { did: did.clone() })?;
-    store.activate_account(did).await?;
-    let now = Utc::now();
     let identity = event(
         EventKind::Identity,
         vec![
@@ -76,7 +75,6 @@ pub async fn activate(state: &AppState, did: &Did) -> Result<(), AccountError> {
             ("handle", Value::from(account.handle.as_str())),
         ],
     );
-    store.append_event(did, identity, now).await?;
     let active = event(
         EventKind::Account,
         vec![
@@ -84,9 +82,10 @@ pub async fn activate(state: &AppState, did: &Did) -> Result<(), AccountError> {
             ("active", Value::Bool(true)),
         ],
     );
-    store.append_event(did, active, now).await?;
     let sync = sync_event(state, did).await?;
-    store.append_event(did, sync, now).await?;
+    store
+        .activate_account(did, vec![identity, active, sync], Utc::now())
+        .await?;
     Ok(())
 }
 
