@@ -40,6 +40,15 @@ impl XrpcError {
         Self::new(StatusCode::UNAUTHORIZED, "AuthenticationRequired", message)
     }
 
+    /// 401 `AccountTakedown`: the credentials are right but the account is taken down.
+    pub fn account_takedown() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "AccountTakedown",
+            "Account has been taken down",
+        )
+    }
+
     /// 400 `InvalidToken` (the reference's status for bad session tokens).
     pub fn invalid_token(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidToken", message)

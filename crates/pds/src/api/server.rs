@@ -99,6 +99,12 @@ pub async fn create_session(
     XrpcJson(input): XrpcJson<CreateSessionInput>,
 ) -> Result<Json<Value>, XrpcError> {
     let session = account::create_session(&state, &input.identifier, input.password).await?;
+    if session.status == Some("takendown") {
+        // As the reference: right credentials, but no session for a taken-down account. The
+        // service already stored a refresh token; revoke it (a taken-down account keeps none).
+        state.store().delete_refresh_tokens(&session.did).await?;
+        return Err(XrpcError::account_takedown());
+    }
     Ok(session_json(&session))
 }
 
@@ -431,4 +437,51 @@ pub async fn reserve_signing_key(
         .transpose()?;
     let key = signing_key::reserve(&state, did.as_ref()).await?;
     Ok(Json(json!({ "signingKey": key })))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use serde_json::json;
+
+    use super::super::tests::harness;
+
+    #[tokio::test]
+    async fn create_session_refuses_a_taken_down_account() {
+        let h = harness();
+        let (did, _, _) = h.alice().await;
+        let did: atp_syntax::Did = did.parse().unwrap();
+        let login = json!({"identifier": "alice.test", "password": "hunter22"});
+        h.state
+            .store()
+            .set_account_takedown(&did, Some("ticket-1".to_owned()))
+            .await
+            .unwrap();
+        let (status, body) = h
+            .post("com.atproto.server.createSession", None, login.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "AccountTakedown");
+        assert_eq!(body["message"], "Account has been taken down");
+        // A wrong password still says only that.
+        let (status, body) = h
+            .post(
+                "com.atproto.server.createSession",
+                None,
+                json!({"identifier": "alice.test", "password": "wrong"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_ne!(body["error"], "AccountTakedown");
+        // Lifting the takedown restores logins.
+        h.state
+            .store()
+            .set_account_takedown(&did, None)
+            .await
+            .unwrap();
+        let (status, body) = h
+            .post("com.atproto.server.createSession", None, login)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
 }
