@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod sequencer;
 pub mod serve;
 pub mod service;
 pub mod state;

@@ -40,6 +40,7 @@ pub async fn run() -> anyhow::Result<()> {
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let store_config = config.clone();
     let (store, secrets) = tokio::task::spawn_blocking(move || {
+        refuse_reference_layout(&store_config.data_dir)?;
         let store = Store::open(&store_config.data_dir).with_context(|| {
             format!(
                 "cannot open the store in {}",
@@ -88,6 +89,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         }
     };
     let state = AppState::new(config, store, secrets, plc, resolver);
+    state
+        .sequencer()
+        .start(chrono::Utc::now())
+        .await
+        .context("starting the firehose sequencer")?;
     let redone = crate::service::blob::finish_pending_promotions(&state)
         .await
         .context("finishing interrupted blob moves")?;
@@ -95,6 +101,45 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         tracing::info!(count = redone, "finished interrupted blob moves");
     }
     Ok(state)
+}
+
+/// Files and folders at the top of a reference (TypeScript) PDS's `PDS_DATA_DIRECTORY`: an
+/// `actors/` folder (one SQLite file per account) beside `account.sqlite` and/or
+/// `sequencer.sqlite`.
+const REFERENCE_DBS: [&str; 2] = ["account.sqlite", "sequencer.sqlite"];
+const REFERENCE_ACTORS_DIR: &str = "actors";
+
+/// The reference-PDS markers found in `dir` (`actors/` and the databases present), or `None`
+/// when `dir` is not a reference PDS's data directory (missing or unreadable entries count as
+/// absent).
+fn reference_layout(dir: &std::path::Path) -> Option<Vec<&'static str>> {
+    if !dir.join(REFERENCE_ACTORS_DIR).is_dir() {
+        return None;
+    }
+    let dbs: Vec<&'static str> = REFERENCE_DBS
+        .into_iter()
+        .filter(|name| dir.join(name).is_file())
+        .collect();
+    if dbs.is_empty() {
+        return None;
+    }
+    Some(std::iter::once("actors/").chain(dbs).collect())
+}
+
+/// Refuses to start on a reference PDS's data directory instead of writing our own files beside
+/// its databases (importing one is a separate, explicit step).
+fn refuse_reference_layout(dir: &std::path::Path) -> anyhow::Result<()> {
+    match reference_layout(dir) {
+        None => Ok(()),
+        Some(found) => anyhow::bail!(
+            "{} looks like the data directory of a reference (TypeScript) PDS (found {}); \
+             this server cannot use it in place and will not write beside it. Point \
+             PDS_DATA_DIRECTORY at an empty directory (importing a reference PDS is not \
+             supported yet)",
+            dir.display(),
+            found.join(", ")
+        ),
+    }
 }
 
 /// Prints where the server is and how to start using it (the CLI prints; this is the binary's
@@ -137,4 +182,46 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_a_reference_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        // Empty, or ours: fine.
+        assert_eq!(reference_layout(path), None);
+        std::fs::write(path.join(pds_store::DB_FILE_NAME), b"").unwrap();
+        std::fs::create_dir(path.join("blobs")).unwrap();
+        assert_eq!(reference_layout(path), None);
+        // A database without `actors/`, or `actors/` alone: not the reference layout.
+        std::fs::write(path.join("account.sqlite"), b"").unwrap();
+        assert_eq!(reference_layout(path), None);
+        std::fs::remove_file(path.join("account.sqlite")).unwrap();
+        std::fs::create_dir(path.join("actors")).unwrap();
+        assert_eq!(reference_layout(path), None);
+        assert!(refuse_reference_layout(path).is_ok());
+        // `actors/` with either database.
+        std::fs::write(path.join("sequencer.sqlite"), b"").unwrap();
+        assert_eq!(
+            reference_layout(path),
+            Some(vec!["actors/", "sequencer.sqlite"])
+        );
+        std::fs::write(path.join("account.sqlite"), b"").unwrap();
+        assert_eq!(
+            reference_layout(path),
+            Some(vec!["actors/", "account.sqlite", "sequencer.sqlite"])
+        );
+        let message = refuse_reference_layout(path).unwrap_err().to_string();
+        assert!(message.contains("reference (TypeScript) PDS"), "{message}");
+        assert!(message.contains("account.sqlite"), "{message}");
+        // A file named `actors` is not the folder.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("actors"), b"").unwrap();
+        std::fs::write(other.path().join("account.sqlite"), b"").unwrap();
+        assert_eq!(reference_layout(other.path()), None);
+    }
 }

@@ -12,6 +12,7 @@ use plc_directory::PlcDirectory;
 use zeroize::Zeroizing;
 
 use crate::config::Config;
+use crate::sequencer::Sequencer;
 use crate::service::writer::RepoWriter;
 
 /// Name of the secrets file in the data directory (mode 0600).
@@ -169,6 +170,7 @@ struct Inner {
     secrets: Secrets,
     plc: Plc,
     writer: RepoWriter,
+    sequencer: Sequencer,
     resolver: Option<IdentityResolver>,
 }
 
@@ -191,6 +193,7 @@ impl AppState {
         resolver: Option<IdentityResolver>,
     ) -> AppState {
         let writer = RepoWriter::new(store.clone(), &config);
+        let sequencer = Sequencer::new(store.clone());
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -198,6 +201,7 @@ impl AppState {
                 secrets,
                 plc,
                 writer,
+                sequencer,
                 resolver,
             }),
         }
@@ -231,5 +235,10 @@ impl AppState {
     /// The one repository write path.
     pub fn writer(&self) -> &RepoWriter {
         &self.inner.writer
+    }
+
+    /// The firehose fan-out.
+    pub fn sequencer(&self) -> &Sequencer {
+        &self.inner.sequencer
     }
 }

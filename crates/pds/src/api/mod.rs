@@ -8,6 +8,7 @@ pub mod extract;
 pub mod identity;
 pub mod repo;
 pub mod server;
+pub mod subscribe;
 pub mod sync;
 
 use axum::Router;
@@ -106,9 +107,23 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/com.atproto.sync.getBlob", get(sync::get_blob))
         .route(
+            "/com.atproto.sync.subscribeRepos",
+            get(subscribe::subscribe_repos),
+        )
+        .route(
             "/com.atproto.sync.getLatestCommit",
             get(sync::get_latest_commit),
         )
+        .route("/com.atproto.sync.getRepo", get(sync::get_repo))
+        .route("/com.atproto.sync.getCheckout", get(sync::get_checkout))
+        .route("/com.atproto.sync.getRecord", get(sync::get_record))
+        .route("/com.atproto.sync.getBlocks", get(sync::get_blocks))
+        .route("/com.atproto.sync.getHead", get(sync::get_head))
+        .route(
+            "/com.atproto.sync.getRepoStatus",
+            get(sync::get_repo_status),
+        )
+        .route("/com.atproto.sync.listBlobs", get(sync::list_blobs))
         .route(
             "/com.atproto.identity.resolveHandle",
             get(identity::resolve_handle),
@@ -151,3 +166,5 @@ async fn root() -> &'static str {
 mod tests;
 #[cfg(test)]
 mod tests_server;
+#[cfg(test)]
+mod tests_sync;

@@ -1,4 +1,16 @@
-//! `com.atproto.sync.*`: getBlob and getLatestCommit.
+//! `com.atproto.sync.*`: the public repository sync endpoints (no auth).
+//!
+//! Every endpoint but getRepoStatus first checks the account as the reference PDS's
+//! `assertRepoAvailability` does: unknown → `RepoNotFound`, taken down → `RepoTakendown`,
+//! deactivated → `RepoDeactivated` (admin / self bypass is not implemented yet).
+//! getRepo and getCheckout stream the CAR straight from the store (see `sync/car_stream.rs`).
+//! listRepos is not here yet: the store has no account enumeration (it answers
+//! `MethodNotImplemented`).
+
+mod car_stream;
+mod repo_car;
+
+pub use repo_car::{get_blocks, get_checkout, get_record, get_repo};
 
 use axum::Json;
 use axum::body::Body;
@@ -8,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use atp_syntax::Did;
-use pds_store::BlobStatus;
+use atp_syntax::{Did, Tid};
+use pds_store::{Account, BlobStatus};
 
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcQuery, parse_param};
@@ -84,6 +96,12 @@ fn file_chunks(
     })
 }
 
+/// The parameters of the endpoints that take only `did`.
+#[derive(Debug, Deserialize)]
+pub struct DidParams {
+    did: String,
+}
+
 /// getLatestCommit parameters.
 #[derive(Debug, Deserialize)]
 pub struct GetLatestCommitParams {
@@ -96,6 +114,7 @@ pub async fn get_latest_commit(
     XrpcQuery(p): XrpcQuery<GetLatestCommitParams>,
 ) -> Result<Json<Value>, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
+    assert_repo_availability(&state, &did).await?;
     let root = state.store().repo_root(&did).await?.ok_or_else(|| {
         XrpcError::invalid_request(format!("Could not find root for DID: {did}"))
             .named("RepoNotFound")
@@ -103,4 +122,115 @@ pub async fn get_latest_commit(
     Ok(Json(
         json!({"cid": root.commit.to_string(), "rev": root.rev.to_string()}),
     ))
+}
+
+/// The account of `did` if its repository may be served publicly (the reference's
+/// `assertRepoAvailability` for a caller that is neither the owner nor an admin).
+pub(crate) async fn assert_repo_availability(
+    state: &AppState,
+    did: &Did,
+) -> Result<Account, XrpcError> {
+    let Some(account) = state.store().get_account(did).await? else {
+        return Err(
+            XrpcError::invalid_request(format!("Could not find repo for DID: {did}"))
+                .named("RepoNotFound"),
+        );
+    };
+    if account.takedown_ref.is_some() {
+        return Err(
+            XrpcError::invalid_request(format!("Repo has been takendown: {did}"))
+                .named("RepoTakendown"),
+        );
+    }
+    if account.deactivated_at.is_some() {
+        return Err(
+            XrpcError::invalid_request(format!("Repo has been deactivated: {did}"))
+                .named("RepoDeactivated"),
+        );
+    }
+    Ok(account)
+}
+
+/// `com.atproto.sync.getRepoStatus`: whether the account is active, why not, and its rev.
+pub async fn get_repo_status(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<DidParams>,
+) -> Result<Json<Value>, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    let Some(account) = state.store().get_account(&did).await? else {
+        return Err(
+            XrpcError::invalid_request(format!("Could not find repo for DID: {did}"))
+                .named("RepoNotFound"),
+        );
+    };
+    let mut out = json!({"did": did.as_str(), "active": account.is_active()});
+    if account.takedown_ref.is_some() {
+        out["status"] = json!("takendown");
+    } else if account.deactivated_at.is_some() {
+        out["status"] = json!("deactivated");
+    } else if let Some(root) = state.store().repo_root(&did).await? {
+        out["rev"] = json!(root.rev.as_str());
+    }
+    Ok(Json(out))
+}
+
+/// `com.atproto.sync.getHead` (deprecated): the current commit's CID.
+pub async fn get_head(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<DidParams>,
+) -> Result<Json<Value>, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    assert_repo_availability(&state, &did).await?;
+    let root = state.store().repo_root(&did).await?.ok_or_else(|| {
+        XrpcError::invalid_request(format!("Could not find root for DID: {did}"))
+            .named("HeadNotFound")
+    })?;
+    Ok(Json(json!({"root": root.commit.to_string()})))
+}
+
+/// listBlobs parameters.
+#[derive(Debug, Deserialize)]
+pub struct ListBlobsParams {
+    did: String,
+    since: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `com.atproto.sync.listBlobs`: CIDs of the blobs records reference (written after `since`),
+/// in CID order; the cursor is the last CID of the page.
+pub async fn list_blobs(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<ListBlobsParams>,
+) -> Result<Json<Value>, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    let since: Option<Tid> = p
+        .since
+        .as_deref()
+        .map(|s| parse_param("since", s))
+        .transpose()?;
+    let limit = match p.limit {
+        None => 500,
+        Some(n @ 1..=1000) => usize::try_from(n).unwrap_or(500),
+        Some(_) => {
+            return Err(XrpcError::invalid_request(
+                "limit must be between 1 and 1000",
+            ));
+        }
+    };
+    let after = p
+        .cursor
+        .as_deref()
+        .map(|c| {
+            atp_data::cid::parse(c)
+                .map_err(|e| XrpcError::invalid_request(format!("Invalid cursor: {e}")))
+        })
+        .transpose()?;
+    assert_repo_availability(&state, &did).await?;
+    let cids = state.store().list_blobs(&did, since, after, limit).await?;
+    let mut out = json!({"cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>()});
+    if let Some(last) = cids.last() {
+        out["cursor"] = json!(last.to_string());
+    }
+    Ok(Json(out))
 }

@@ -1,0 +1,181 @@
+//! The endpoints answering with a CAR: getRepo, getCheckout (deprecated), getRecord, getBlocks.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use atp_data::Cid;
+use atp_data::car::CarWriter;
+use atp_repo::{BlockMap, BlockStore, Mst};
+use atp_syntax::{Did, Nsid, RecordKey, Tid};
+
+use super::car_stream::{CAR_MIME, car_response};
+use super::{DidParams, assert_repo_availability};
+use crate::api::error::XrpcError;
+use crate::api::extract::{XrpcQuery, parse_param};
+use crate::state::AppState;
+
+/// getRepo parameters.
+#[derive(Debug, Deserialize)]
+pub struct GetRepoParams {
+    did: String,
+    since: Option<String>,
+}
+
+fn repo_not_found(did: &Did) -> XrpcError {
+    XrpcError::invalid_request(format!("Could not find repo for DID: {did}")).named("RepoNotFound")
+}
+
+/// `com.atproto.sync.getRepo`: the whole repository as a CAR (commit first, then the tree in
+/// walk order), or with `since` the commit and every block stored by a later revision. Streamed.
+pub async fn get_repo(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<GetRepoParams>,
+) -> Result<Response, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    let since: Option<Tid> = p
+        .since
+        .as_deref()
+        .map(|s| parse_param("since", s))
+        .transpose()?;
+    stream_repo(&state, did, since).await
+}
+
+/// `com.atproto.sync.getCheckout` (deprecated): the whole repository as a CAR, like getRepo.
+pub async fn get_checkout(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<DidParams>,
+) -> Result<Response, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    stream_repo(&state, did, None).await
+}
+
+async fn stream_repo(
+    state: &AppState,
+    did: Did,
+    since: Option<Tid>,
+) -> Result<Response, XrpcError> {
+    assert_repo_availability(state, &did).await?;
+    let root = state
+        .store()
+        .repo_root(&did)
+        .await?
+        .ok_or_else(|| repo_not_found(&did))?;
+    let blocks = state.store().block_store(&did);
+    Ok(car_response(move |out| async move {
+        let written = match since {
+            Some(since) => atp_repo::export_car_since(&blocks, &root.commit, &since, out).await,
+            None => atp_repo::export_car(&blocks, &root.commit, out).await,
+        };
+        written.map(|(out, _)| out)
+    }))
+}
+
+/// getRecord parameters.
+#[derive(Debug, Deserialize)]
+pub struct GetRecordParams {
+    did: String,
+    collection: String,
+    rkey: String,
+}
+
+/// `com.atproto.sync.getRecord`: a CAR rooted at the current commit holding the commit, the MST
+/// nodes on the record's path and the record. As in the reference, a record that does not exist
+/// gives the proof of its absence (the commit and the path nodes).
+pub async fn get_record(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<GetRecordParams>,
+) -> Result<Response, XrpcError> {
+    let did: Did = parse_param("did", &p.did)?;
+    let collection: Nsid = parse_param("collection", &p.collection)?;
+    let rkey: RecordKey = parse_param("rkey", &p.rkey)?;
+    assert_repo_availability(&state, &did).await?;
+    let head = state
+        .store()
+        .repo_head(&did)
+        .await?
+        .ok_or_else(|| repo_not_found(&did))?;
+    let store = state.store().block_store(&did);
+    let key = format!("{collection}/{rkey}");
+    let tree = Mst::load(*head.commit.data());
+    let mut blocks = atp_repo::record_proof(&tree, &store, &key)
+        .await
+        .map_err(XrpcError::internal)?;
+    if let Some(cid) = tree.get(&store, &key).await.map_err(XrpcError::internal)? {
+        let bytes = store
+            .get_block(&cid)
+            .await
+            .map_err(XrpcError::internal)?
+            .ok_or_else(|| XrpcError::internal(format!("record block {cid} is missing")))?;
+        blocks.insert(cid, bytes);
+    }
+    let commit = store
+        .get_block(&head.cid)
+        .await
+        .map_err(XrpcError::internal)?
+        .ok_or_else(|| XrpcError::internal(format!("commit block {} is missing", head.cid)))?;
+    blocks.insert(head.cid, commit);
+    car_bytes(&[head.cid], &blocks)
+}
+
+/// getBlocks parameters: `did` and repeated `cids`.
+type GetBlocksParams = Vec<(String, String)>;
+
+/// `com.atproto.sync.getBlocks`: the requested blocks of the repository, as a CAR with no root.
+/// Any block missing fails the whole request (`BlockNotFound`), as in the reference.
+pub async fn get_blocks(
+    State(state): State<AppState>,
+    XrpcQuery(pairs): XrpcQuery<GetBlocksParams>,
+) -> Result<Response, XrpcError> {
+    let mut did = None;
+    let mut cids: Vec<Cid> = Vec::new();
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "did" => did = Some(parse_param::<Did>("did", value)?),
+            "cids" => cids.push(
+                atp_data::cid::parse(value)
+                    .map_err(|e| XrpcError::invalid_request(format!("Invalid cids: {e}")))?,
+            ),
+            _ => {}
+        }
+    }
+    let did = did.ok_or_else(|| {
+        XrpcError::invalid_request("Error: Params must have the property \"did\"")
+    })?;
+    if cids.is_empty() {
+        return Err(XrpcError::invalid_request(
+            "Error: Params must have the property \"cids\"",
+        ));
+    }
+    assert_repo_availability(&state, &did).await?;
+    let found = state
+        .store()
+        .block_store(&did)
+        .get_blocks(&cids)
+        .await
+        .map_err(XrpcError::internal)?;
+    if !found.missing.is_empty() {
+        let missing: Vec<String> = found.missing.iter().map(|c| c.to_string()).collect();
+        return Err(XrpcError::invalid_request(format!(
+            "Could not find cids: {}",
+            missing.join(",")
+        ))
+        .named("BlockNotFound"));
+    }
+    car_bytes(&[], &found.blocks)
+}
+
+/// A small CAR built in memory.
+fn car_bytes(roots: &[Cid], blocks: &BlockMap) -> Result<Response, XrpcError> {
+    let mut car = CarWriter::new(Vec::new(), roots).map_err(XrpcError::internal)?;
+    for (cid, bytes) in blocks {
+        car.write_block(cid, bytes).map_err(XrpcError::internal)?;
+    }
+    let body = car.finish().map_err(XrpcError::internal)?;
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CAR_MIME));
+    Ok(response)
+}

