@@ -6,19 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use super::encode::TAG_CID;
+use super::{
+    MAJOR_ARRAY, MAJOR_BYTES, MAJOR_MAP, MAJOR_NINT, MAJOR_TAG, MAJOR_TEXT, MAJOR_UINT, TAG_CID,
+};
 use crate::{CidError, Value};
 
 /// How deeply arrays and maps may nest (the top-level container is depth 1).
 pub const MAX_DEPTH: usize = 128;
-
-const MAJOR_UINT: u8 = 0;
-const MAJOR_NINT: u8 = 1;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
-const MAJOR_TAG: u8 = 6;
 
 /// Why DAG-CBOR input was refused. Every variant carries the offset of the item's first byte.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,19 +1,13 @@
 //! DAG-CBOR encoder.
 
+use super::{
+    MAJOR_ARRAY, MAJOR_BYTES, MAJOR_MAP, MAJOR_NINT, MAJOR_TAG, MAJOR_TEXT, MAJOR_UINT, TAG_CID,
+};
 use crate::{Cid, Value};
 
-const MAJOR_UINT: u8 = 0;
-const MAJOR_NINT: u8 = 1;
-const MAJOR_BYTES: u8 = 2;
-const MAJOR_TEXT: u8 = 3;
-const MAJOR_ARRAY: u8 = 4;
-const MAJOR_MAP: u8 = 5;
-const MAJOR_TAG: u8 = 6;
 const SIMPLE_FALSE: u8 = 0xf4;
 const SIMPLE_TRUE: u8 = 0xf5;
 const SIMPLE_NULL: u8 = 0xf6;
-/// The CBOR tag DAG-CBOR uses for CID links.
-pub(crate) const TAG_CID: u64 = 42;
 
 /// Encodes a value as canonical DAG-CBOR.
 pub fn to_vec(value: &Value) -> Vec<u8> {

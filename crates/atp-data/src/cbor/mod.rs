@@ -15,5 +15,16 @@
 mod decode;
 mod encode;
 
+/// CBOR major types (the top three bits of an item's first byte), shared by the encoder and decoder.
+const MAJOR_UINT: u8 = 0;
+const MAJOR_NINT: u8 = 1;
+const MAJOR_BYTES: u8 = 2;
+const MAJOR_TEXT: u8 = 3;
+const MAJOR_ARRAY: u8 = 4;
+const MAJOR_MAP: u8 = 5;
+const MAJOR_TAG: u8 = 6;
+/// The CBOR tag DAG-CBOR uses for CID links.
+const TAG_CID: u64 = 42;
+
 pub use decode::{DecodeError, LinkError, MAX_DEPTH, from_slice, from_slice_prefix};
 pub use encode::{Encoder, to_vec};
