@@ -423,3 +423,52 @@ impl Store {
             .await
     }
 }
+
+/// One repository in [`Store::list_repos`]: the account and its current root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRepo {
+    /// The account (its DID, hosting status, ...).
+    pub account: Account,
+    /// The repository's current root.
+    pub root: crate::repo::RepoRoot,
+}
+
+impl Store {
+    /// Up to `limit` accounts that have a repository, with their roots, ordered by DID, starting
+    /// after `after` (a cursor: the last DID of the previous page). Accounts of every status are
+    /// listed (taken down and deactivated included).
+    pub async fn list_repos(
+        &self,
+        after: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<ListedRepo>, StoreError> {
+        let after = after.map(|d| d.as_str().to_owned()).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db()
+            .read(move |conn| {
+                let columns = ACCOUNT_COLUMNS
+                    .split(',')
+                    .map(|c| format!("a.{}", c.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "SELECT {columns}, r.commit_cid, r.rev, r.data_cid
+                     FROM account a JOIN repo_root r ON r.did = a.did
+                     WHERE a.did > ?1 ORDER BY a.did LIMIT ?2"
+                );
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![after, limit], |row| {
+                    Ok(ListedRepo {
+                        account: account_from_row(row)?,
+                        root: crate::repo::RepoRoot {
+                            commit: crate::db::cid_at(row, 10)?,
+                            rev: parsed_at(row, 11)?,
+                            data: crate::db::cid_at(row, 12)?,
+                        },
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+}

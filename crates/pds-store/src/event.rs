@@ -227,4 +227,22 @@ impl Store {
             })
             .await
     }
+
+    /// Deletes events appended before `before` except the newest stored event, which is always
+    /// kept (so a subscriber can always tell where the log ends); returns how many.
+    pub async fn prune_events_keeping_last(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.db()
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "DELETE FROM event WHERE time < ?1
+                         AND seq < (SELECT MAX(seq) FROM event)",
+                    )?
+                    .execute([millis(&before)])?)
+            })
+            .await
+    }
 }

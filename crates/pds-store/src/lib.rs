@@ -83,7 +83,7 @@ mod session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use account::{Account, CreatedAccount, NewAccount};
+pub use account::{Account, CreatedAccount, ListedRepo, NewAccount};
 pub use blob::{
     BlobCounts, BlobMeta, BlobStatus, MissingBlob, NewUpload, PromotedBlob, TempBlobFile,
     UnknownBlobStatus, UploadOutcome,

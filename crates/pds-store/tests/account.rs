@@ -902,3 +902,63 @@ async fn a_failing_event_undoes_the_status_or_handle_change() {
     let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
     assert_eq!((a.handle.as_str(), a.is_active()), ("user1.test", true));
 }
+
+#[tokio::test]
+async fn list_repos_pages_by_did_with_status_and_root() {
+    let t = open_store();
+    let mut accts: Vec<TestAccount> = (1..=5).map(account).collect();
+    for a in &accts {
+        create(&t.store, a, None).await;
+    }
+    accts.sort_by(|a, b| a.did.as_str().cmp(b.did.as_str()));
+    t.store
+        .deactivate_account(&accts[1].did, at(5), None, vec![])
+        .await
+        .unwrap();
+    let first = t.store.list_repos(None, 2).await.unwrap();
+    let dids: Vec<_> = first.iter().map(|r| r.account.did.clone()).collect();
+    assert_eq!(dids, vec![accts[0].did.clone(), accts[1].did.clone()]);
+    assert!(first[0].account.is_active());
+    assert!(first[1].account.deactivated_at.is_some());
+    let root = t.store.repo_root(&accts[0].did).await.unwrap().unwrap();
+    assert_eq!(first[0].root, root);
+    let rest = t.store.list_repos(Some(&dids[1]), 10).await.unwrap();
+    let rest: Vec<_> = rest.iter().map(|r| r.account.did.clone()).collect();
+    assert_eq!(
+        rest,
+        accts[2..].iter().map(|a| a.did.clone()).collect::<Vec<_>>()
+    );
+    let last = accts[4].did.clone();
+    assert!(
+        t.store
+            .list_repos(Some(&last), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_newest_event() {
+    let t = open_store();
+    let alice = account(1);
+    create(&t.store, &alice, None).await;
+    for i in 0..3 {
+        t.store
+            .append_event(&alice.did, event(EventKind::Identity, "x"), at(10 + i))
+            .await
+            .unwrap();
+    }
+    let last = t.store.last_seq().await.unwrap();
+    // Only events strictly before the cut-off go.
+    let pruned = t.store.prune_events_keeping_last(at(11)).await.unwrap();
+    assert!(pruned >= 1);
+    assert!(t.store.first_seq().await.unwrap().unwrap() < last);
+    // Everything is old: all but the newest go.
+    t.store.prune_events_keeping_last(at(1000)).await.unwrap();
+    assert_eq!(t.store.first_seq().await.unwrap(), Some(last));
+    assert_eq!(
+        t.store.prune_events_keeping_last(at(1000)).await.unwrap(),
+        0
+    );
+}

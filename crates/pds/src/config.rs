@@ -18,6 +18,8 @@ pub const DEFAULT_PORT: u16 = 2583;
 pub const DEFAULT_PLC_PORT: u16 = 2582;
 /// Default largest blob upload, in bytes (the reference's 5 MiB).
 pub const DEFAULT_BLOB_UPLOAD_LIMIT: u64 = 5 * 1024 * 1024;
+/// How long firehose events are kept, in milliseconds (the reference's default: 24 hours).
+pub const DEFAULT_REPO_BACKFILL_LIMIT_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Variables read by [`Config::from_vars`].
 const SUPPORTED: &[&str] = &[
@@ -34,6 +36,7 @@ const SUPPORTED: &[&str] = &[
     "PDS_INVITE_REQUIRED",
     "PDS_BLOB_UPLOAD_LIMIT",
     "PDS_CRAWLERS",
+    "PDS_REPO_BACKFILL_LIMIT_MS",
     "PDS_BSKY_APP_VIEW_URL",
     "PDS_BSKY_APP_VIEW_DID",
     "PDS_REPORT_SERVICE_URL",
@@ -102,6 +105,8 @@ pub struct Config {
     pub blob_upload_limit: u64,
     /// Relays to notify of updates.
     pub crawlers: Vec<String>,
+    /// `PDS_REPO_BACKFILL_LIMIT_MS`: how long firehose events are kept (and replayable).
+    pub repo_backfill_limit: std::time::Duration,
     /// The app view, if configured.
     pub bsky_app_view: Option<ServiceRef>,
     /// The report service, if configured.
@@ -249,6 +254,10 @@ impl Config {
                 .number("PDS_BLOB_UPLOAD_LIMIT")?
                 .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT),
             crawlers: parse_crawlers(vars.get("PDS_CRAWLERS"))?,
+            repo_backfill_limit: std::time::Duration::from_millis(
+                vars.number("PDS_REPO_BACKFILL_LIMIT_MS")?
+                    .unwrap_or(DEFAULT_REPO_BACKFILL_LIMIT_MS),
+            ),
             bsky_app_view: vars.service("PDS_BSKY_APP_VIEW_URL", "PDS_BSKY_APP_VIEW_DID")?,
             report_service: vars.service("PDS_REPORT_SERVICE_URL", "PDS_REPORT_SERVICE_DID")?,
             jwt_secret: vars.get("PDS_JWT_SECRET").map(str::to_owned),
@@ -420,6 +429,10 @@ mod tests {
         assert!(c.invite_required);
         assert_eq!(c.blob_upload_limit, 1000);
         assert_eq!(c.crawlers, vec!["https://bsky.network"]);
+        assert_eq!(
+            c.repo_backfill_limit,
+            std::time::Duration::from_millis(DEFAULT_REPO_BACKFILL_LIMIT_MS)
+        );
         assert_eq!(c.bsky_app_view.unwrap().did, "did:web:api.bsky.app");
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("PDS_EMAIL_SMTP_URL"));

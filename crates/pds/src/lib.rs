@@ -7,6 +7,8 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod crawlers;
+pub mod retention;
 pub mod sequencer;
 pub mod serve;
 pub mod service;

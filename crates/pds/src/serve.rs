@@ -26,6 +26,13 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let state = build_state(config).await?;
     let config = state.config().clone();
+    crate::retention::spawn(state.store().clone(), config.repo_backfill_limit);
+    crate::crawlers::spawn(
+        state.store(),
+        config.crawlers.clone(),
+        config.hostname.clone(),
+        crate::crawlers::NOTIFY_THRESHOLD,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen_addr())
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr()))?;

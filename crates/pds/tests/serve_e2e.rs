@@ -71,5 +71,9 @@ async fn serve_create_account_and_record() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status().as_u16(), 501);
+    assert_eq!(res.status().as_u16(), 200);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list["repos"][0]["did"], json!(did));
+    assert_eq!(list["repos"][0]["head"], created["commit"]["cid"]);
+    assert_eq!(list["repos"][0]["active"], json!(true));
 }

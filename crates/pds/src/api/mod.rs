@@ -124,6 +124,7 @@ pub fn app(state: AppState) -> Router {
             get(sync::get_repo_status),
         )
         .route("/com.atproto.sync.listBlobs", get(sync::list_blobs))
+        .route("/com.atproto.sync.listRepos", get(sync::list_repos))
         .route(
             "/com.atproto.identity.resolveHandle",
             get(identity::resolve_handle),

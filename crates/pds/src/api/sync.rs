@@ -4,8 +4,7 @@
 //! `assertRepoAvailability` does: unknown → `RepoNotFound`, taken down → `RepoTakendown`,
 //! deactivated → `RepoDeactivated` (admin / self bypass is not implemented yet).
 //! getRepo and getCheckout stream the CAR straight from the store (see `sync/car_stream.rs`).
-//! listRepos is not here yet: the store has no account enumeration (it answers
-//! `MethodNotImplemented`).
+//! listRepos lists every account with a repository, whatever its status, ordered by DID.
 
 mod car_stream;
 mod repo_car;
@@ -231,6 +230,59 @@ pub async fn list_blobs(
     let mut out = json!({"cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>()});
     if let Some(last) = cids.last() {
         out["cursor"] = json!(last.to_string());
+    }
+    Ok(Json(out))
+}
+
+/// listRepos parameters.
+#[derive(Debug, Deserialize)]
+pub struct ListReposParams {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `com.atproto.sync.listRepos`: every hosted repository with its head, rev and status,
+/// ordered by DID; the cursor is the last DID of the page.
+pub async fn list_repos(
+    State(state): State<AppState>,
+    XrpcQuery(p): XrpcQuery<ListReposParams>,
+) -> Result<Json<Value>, XrpcError> {
+    let limit = match p.limit {
+        None => 500,
+        Some(n @ 1..=1000) => usize::try_from(n).unwrap_or(500),
+        Some(_) => {
+            return Err(XrpcError::invalid_request(
+                "limit must be between 1 and 1000",
+            ));
+        }
+    };
+    let after: Option<Did> = p
+        .cursor
+        .as_deref()
+        .map(|c| parse_param("cursor", c))
+        .transpose()?;
+    let repos = state.store().list_repos(after.as_ref(), limit).await?;
+    let list: Vec<Value> = repos
+        .iter()
+        .map(|r| {
+            let mut repo = json!({
+                "did": r.account.did.as_str(),
+                "head": r.root.commit.to_string(),
+                "rev": r.root.rev.as_str(),
+                "active": r.account.is_active(),
+            });
+            if r.account.takedown_ref.is_some() {
+                repo["status"] = json!("takendown");
+            } else if r.account.deactivated_at.is_some() {
+                repo["status"] = json!("deactivated");
+            }
+            repo
+        })
+        .collect();
+    let mut out = json!({ "repos": list });
+    // As the reference (and listBlobs): a cursor whenever the page is not empty.
+    if let Some(last) = repos.last() {
+        out["cursor"] = json!(last.account.did.as_str());
     }
     Ok(Json(out))
 }

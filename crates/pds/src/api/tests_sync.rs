@@ -255,12 +255,75 @@ async fn status_head_and_unavailable_repos() {
     ] {
         assert_error(h.get(&uri).await, "RepoDeactivated");
     }
-    // Not implemented yet: answered as such, never faked.
+    // listRepos still lists it, with its status.
     let (status, body) = h.get("/xrpc/com.atproto.sync.listRepos").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::NOT_IMPLEMENTED, Some("MethodNotImplemented"))
+        body,
+        json!({"repos": [{"did": did, "head": latest["cid"], "rev": latest["rev"],
+            "active": false, "status": "deactivated"}], "cursor": did})
     );
+}
+
+#[tokio::test]
+async fn list_repos_pages_by_did() {
+    let h = harness();
+    let mut dids = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let (status, body) = h
+            .post(
+                "com.atproto.server.createAccount",
+                None,
+                json!({"handle": format!("{name}.test"), "email": format!("{name}@example.com"),
+                    "password": "hunter22"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        dids.push(body["did"].as_str().unwrap().to_owned());
+    }
+    dids.sort();
+    let (status, page) = h.get("/xrpc/com.atproto.sync.listRepos?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let got: Vec<&str> = page["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["did"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![dids[0].as_str(), dids[1].as_str()]);
+    let first = &page["repos"][0];
+    let (_, latest) = h
+        .get(&format!(
+            "/xrpc/com.atproto.sync.getLatestCommit?did={}",
+            dids[0]
+        ))
+        .await;
+    assert_eq!(first["head"], latest["cid"]);
+    assert_eq!(first["rev"], latest["rev"]);
+    assert_eq!(first["active"], json!(true));
+    assert!(first.get("status").is_none());
+    assert_eq!(page["cursor"], json!(dids[1]));
+    let (_, rest) = h
+        .get(&format!(
+            "/xrpc/com.atproto.sync.listRepos?limit=2&cursor={}",
+            dids[1]
+        ))
+        .await;
+    assert_eq!(rest["repos"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["repos"][0]["did"], json!(dids[2]));
+    let (_, end) = h
+        .get(&format!(
+            "/xrpc/com.atproto.sync.listRepos?cursor={}",
+            dids[2]
+        ))
+        .await;
+    assert_eq!(end, json!({"repos": []}));
+    for bad in ["limit=0", "limit=1001", "cursor=notadid"] {
+        let (status, body) = h
+            .get(&format!("/xrpc/com.atproto.sync.listRepos?{bad}"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
 }
 
 async fn upload(h: &Harness, token: &str, bytes: Vec<u8>) -> Value {

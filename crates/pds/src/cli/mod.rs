@@ -12,6 +12,7 @@ mod identity;
 mod key;
 mod plc;
 mod plc_audit;
+mod relay;
 mod repo;
 mod syntax;
 
@@ -39,6 +40,8 @@ enum Command {
     Repo(repo::Args),
     /// Resolve handles and DIDs.
     Identity(identity::Args),
+    /// Talk to relays: ask them to crawl this PDS.
+    Relay(relay::Args),
 }
 
 /// Runs the server on a multi-threaded runtime until it is stopped.
@@ -61,6 +64,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Plc(args) => plc::run(args),
         Command::Repo(args) => repo::run(args),
         Command::Identity(args) => identity::run(args),
+        Command::Relay(args) => relay::run(args),
     };
     match result {
         Ok(code) => code,
