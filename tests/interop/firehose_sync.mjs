@@ -6,7 +6,9 @@
 //   node firehose_sync.mjs <pds base url> <plc directory url>
 //
 // Subscribes, then creates an account and creates, updates and deletes records through
-// @atproto/api; every event must arrive, in order (strictly increasing seq), with every op.
+// @atproto/api; every event must arrive, in order (strictly increasing seq), with every op. Then a
+// handle change (#identity), deactivation (#account inactive; writes refused, no #commit) and
+// reactivation (#identity, #account, #sync, then commits again).
 // Any Firehose error (validation, parse, subscription, verification) fails the run. Prints
 // `ok <step>` per step and a final `N passed, 0 failed`; exits 1 on the first failure.
 
@@ -150,6 +152,52 @@ await step('created records carry their content', async () => {
   assert.equal(p4.did, did)
   assert.ok(p4.cid)
   assert.equal(p4.uri.toString(), `at://${did}/app.bsky.feed.post/p4`)
+})
+
+await step('handle change emits #identity', async () => {
+  await agent.com.atproto.identity.updateHandle({ handle: 'carol2.test' })
+  // With unauthenticatedHandles the consumer leaves `handle` unset, but it resolves the DID
+  // document from our PLC directory: it must already name the new handle.
+  await waitFor('identity with the new handle', () =>
+    events.some(
+      (e) =>
+        e.event === 'identity' &&
+        e.did === did &&
+        (e.didDocument?.alsoKnownAs ?? []).includes('at://carol2.test'),
+    ),
+  )
+})
+
+await step('deactivation emits #account inactive, and no #commit follows', async () => {
+  await agent.com.atproto.server.deactivateAccount({})
+  await waitFor('account inactive', () =>
+    events.some((e) => e.event === 'account' && e.did === did && e.active === false),
+  )
+  const before = ops().length
+  await assert.rejects(
+    agent.com.atproto.repo.createRecord({ repo: did, collection: 'app.bsky.feed.post', record: post('no') }),
+  )
+  await new Promise((r) => setTimeout(r, 300))
+  assert.equal(ops().length, before)
+})
+
+await step('reactivation emits #identity, #account active and #sync, then commits resume', async () => {
+  const from = events.length
+  await agent.com.atproto.server.activateAccount()
+  await waitFor('account active again', () =>
+    events.slice(from).some((e) => e.event === 'account' && e.active === true),
+  )
+  await waitFor('sync event', () => events.slice(from).some((e) => e.event === 'sync' && e.did === did))
+  const kinds = events.slice(from).map((e) => e.event)
+  assert.ok(kinds.indexOf('identity') < kinds.indexOf('account'), JSON.stringify(kinds))
+  assert.ok(kinds.indexOf('account') < kinds.indexOf('sync'), JSON.stringify(kinds))
+  await agent.com.atproto.repo.createRecord({
+    repo: did,
+    collection: 'app.bsky.feed.post',
+    rkey: 'p5',
+    record: post('back'),
+  })
+  await waitFor('the post after reactivation', () => ops().includes('create app.bsky.feed.post/p5'))
 })
 
 await firehose.destroy()
