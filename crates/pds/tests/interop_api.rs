@@ -9,11 +9,9 @@
 
 mod node;
 
-use node::{interop_dir, node_with};
+use node::{assert_all_passed, node_with, run_script};
 
 mod harness;
-
-use std::process::Command;
 
 use harness::Server;
 
@@ -22,32 +20,9 @@ async fn official_client_against_our_server() {
     let node = node_with("@atproto/api");
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;
-    let out = tokio::task::spawn_blocking({
-        let base = server.base.clone();
-        move || {
-            Command::new(node)
-                .arg("pds_client.mjs")
-                .arg(base)
-                .current_dir(interop_dir())
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = format!(
-        "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    assert!(out.status.success(), "pds_client.mjs failed: {report}");
-    let last = stdout.lines().last().unwrap_or("");
-    assert!(
-        last.ends_with(" passed, 0 failed") && !last.starts_with("0 passed"),
-        "unexpected summary line {last:?}: {report}"
-    );
-    // Print the per-step lines (including skipped ones) for `--nocapture` runs.
+    let stdout = run_script(node, "pds_client.mjs", vec![server.base.clone()]).await;
+    assert_all_passed("pds_client.mjs", &stdout);
+    // Print the per-step lines for `--nocapture` runs.
     println!("{stdout}");
     drop(server);
 }

@@ -10,11 +10,9 @@
 
 mod node;
 
-use node::{interop_dir, node_with};
+use node::{assert_all_passed, node_with, run_script};
 
 mod harness;
-
-use std::process::Command;
 
 use harness::Server;
 
@@ -23,34 +21,10 @@ async fn official_firehose_consumer_verifies_our_stream() {
     let node = node_with("@atproto/sync");
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;
-    let out = tokio::task::spawn_blocking({
-        let base = server.base.clone();
-        // `localhost`: the identity fetcher refuses IP-literal hosts.
-        let plc = format!("http://localhost:{}", server.plc_port);
-        move || {
-            Command::new(node)
-                .arg("firehose_sync.mjs")
-                .arg(base)
-                .arg(plc)
-                .current_dir(interop_dir())
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = format!(
-        "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    assert!(out.status.success(), "firehose_sync.mjs failed: {report}");
-    let last = stdout.lines().last().unwrap_or("");
-    assert!(
-        last.ends_with(" passed, 0 failed") && !last.starts_with("0 passed"),
-        "unexpected summary line {last:?}: {report}"
-    );
+    // `localhost`: the identity fetcher refuses IP-literal hosts.
+    let plc = format!("http://localhost:{}", server.plc_port);
+    let stdout = run_script(node, "firehose_sync.mjs", vec![server.base.clone(), plc]).await;
+    assert_all_passed("firehose_sync.mjs", &stdout);
     println!("{stdout}");
     drop(server);
 }

