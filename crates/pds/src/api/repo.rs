@@ -87,6 +87,17 @@ fn commit_meta(applied: &Applied) -> Value {
     json!({"cid": applied.commit.to_string(), "rev": applied.rev})
 }
 
+/// The output of createRecord and putRecord: the one written record and its commit.
+fn single_write_output(applied: &Applied) -> Value {
+    let result = &applied.results[0];
+    json!({
+        "uri": result.uri,
+        "cid": result.cid.map(|c| c.to_string()),
+        "commit": commit_meta(applied),
+        "validationStatus": "unknown",
+    })
+}
+
 /// createRecord input.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -116,13 +127,7 @@ pub async fn create_record(
     };
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, vec![op], swap).await?;
-    let result = &applied.results[0];
-    Ok(Json(json!({
-        "uri": result.uri,
-        "cid": result.cid.map(|c| c.to_string()),
-        "commit": commit_meta(&applied),
-        "validationStatus": "unknown",
-    })))
+    Ok(Json(single_write_output(&applied)))
 }
 
 /// putRecord input.
@@ -166,13 +171,7 @@ pub async fn put_record(
     };
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, vec![op], swap).await?;
-    let result = &applied.results[0];
-    Ok(Json(json!({
-        "uri": result.uri,
-        "cid": result.cid.map(|c| c.to_string()),
-        "commit": commit_meta(&applied),
-        "validationStatus": "unknown",
-    })))
+    Ok(Json(single_write_output(&applied)))
 }
 
 /// deleteRecord input.
