@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use atp_data::Cid;
+use atp_lexicon::RecordValidity;
 use atp_syntax::{Did, Handle, Nsid, RecordKey};
 use pds_store::ListRecords;
 
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcJson, XrpcQuery, parse_param};
+use crate::api::lexicon::prepare_record;
 use crate::auth::AccessAuth;
 use crate::service::blob;
 use crate::service::writer::{Applied, WriteOp};
@@ -36,9 +38,17 @@ async fn resolve_account(state: &AppState, repo: &str) -> Result<pds_store::Acco
     })
 }
 
-/// A repo given as a handle or DID, resolved to a local account's DID.
+/// A repo given as a handle or DID, resolved to a local account's DID, for reads: a taken-down
+/// account is not found, as in the reference.
 pub async fn resolve_repo(state: &AppState, repo: &str) -> Result<Did, XrpcError> {
-    Ok(resolve_account(state, repo).await?.did)
+    let account = resolve_account(state, repo).await?;
+    if account.takedown_ref.is_some() {
+        return Err(
+            XrpcError::invalid_request(format!("Could not find repo: {repo}"))
+                .named("RepoNotFound"),
+        );
+    }
+    Ok(account.did)
 }
 
 /// The DID of a repo the caller may write: their own, and active.
@@ -51,6 +61,9 @@ async fn writable_repo(state: &AppState, auth: &AccessAuth, repo: &str) -> Resul
             "Not authorized to write to this repo",
         ));
     }
+    if account.takedown_ref.is_some() {
+        return Err(XrpcError::account_takedown());
+    }
     if !account.is_active() {
         return Err(
             XrpcError::invalid_request(format!("Account is deactivated: {}", account.did))
@@ -58,21 +71,6 @@ async fn writable_repo(state: &AppState, auth: &AccessAuth, repo: &str) -> Resul
         );
     }
     Ok(account.did)
-}
-
-/// A record from JSON; its `$type` must name the collection (as the reference checks).
-fn record_value(collection: &str, record: &Value) -> Result<atp_data::Value, XrpcError> {
-    match record.get("$type").and_then(Value::as_str) {
-        None => return Err(XrpcError::invalid_request("No $type provided")),
-        Some(t) if t != collection => {
-            return Err(XrpcError::invalid_request(format!(
-                "Invalid $type: expected {collection}, got {t}"
-            )));
-        }
-        Some(_) => {}
-    }
-    atp_data::json::record_from_json(record)
-        .map_err(|e| XrpcError::invalid_request(format!("Invalid record: {e}")))
 }
 
 fn cid_param(name: &str, v: Option<&str>) -> Result<Option<Cid>, XrpcError> {
@@ -87,15 +85,19 @@ fn commit_meta(applied: &Applied) -> Value {
     json!({"cid": applied.commit.to_string(), "rev": applied.rev})
 }
 
-/// The output of createRecord and putRecord: the one written record and its commit.
-fn single_write_output(applied: &Applied) -> Value {
+/// The output of createRecord and putRecord: the one written record, its commit, and its
+/// `validationStatus` (absent when validation was skipped, as the reference does).
+fn single_write_output(applied: &Applied, status: Option<RecordValidity>) -> Value {
     let result = &applied.results[0];
-    json!({
+    let mut out = json!({
         "uri": result.uri,
         "cid": result.cid.map(|c| c.to_string()),
         "commit": commit_meta(applied),
-        "validationStatus": "unknown",
-    })
+    });
+    if let Some(status) = status {
+        out["validationStatus"] = Value::from(status.as_str());
+    }
+    out
 }
 
 /// createRecord input.
@@ -105,6 +107,7 @@ pub struct CreateRecordInput {
     repo: String,
     collection: String,
     rkey: Option<String>,
+    validate: Option<bool>,
     record: Value,
     swap_commit: Option<String>,
 }
@@ -116,18 +119,21 @@ pub async fn create_record(
     XrpcJson(input): XrpcJson<CreateRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
     let did = writable_repo(&state, &auth, &input.repo).await?;
+    let collection: Nsid = parse_param("collection", &input.collection)?;
+    let rkey = input
+        .rkey
+        .as_deref()
+        .map(|r| parse_param("rkey", r))
+        .transpose()?;
+    let (record, status) = prepare_record(&state, &collection, &input.record, input.validate)?;
     let op = WriteOp::Create {
-        collection: parse_param("collection", &input.collection)?,
-        rkey: input
-            .rkey
-            .as_deref()
-            .map(|r| parse_param("rkey", r))
-            .transpose()?,
-        record: record_value(&input.collection, &input.record)?,
+        collection,
+        rkey,
+        record,
     };
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, vec![op], swap).await?;
-    Ok(Json(single_write_output(&applied)))
+    Ok(Json(single_write_output(&applied, status)))
 }
 
 /// putRecord input.
@@ -137,6 +143,7 @@ pub struct PutRecordInput {
     repo: String,
     collection: String,
     rkey: String,
+    validate: Option<bool>,
     record: Value,
     /// Absent: no check. `null`: the record must not exist yet (the lexicon's nullable swap).
     /// A CID: the record must currently have it.
@@ -160,10 +167,13 @@ pub async fn put_record(
     XrpcJson(input): XrpcJson<PutRecordInput>,
 ) -> Result<Json<Value>, XrpcError> {
     let did = writable_repo(&state, &auth, &input.repo).await?;
+    let collection: Nsid = parse_param("collection", &input.collection)?;
+    let rkey = parse_param("rkey", &input.rkey)?;
+    let (record, status) = prepare_record(&state, &collection, &input.record, input.validate)?;
     let op = WriteOp::Put {
-        collection: parse_param("collection", &input.collection)?,
-        rkey: parse_param("rkey", &input.rkey)?,
-        record: record_value(&input.collection, &input.record)?,
+        collection,
+        rkey,
+        record,
         swap_record: match &input.swap_record {
             None => None,
             Some(swap) => Some(cid_param("swapRecord", swap.as_deref())?),
@@ -171,7 +181,7 @@ pub async fn put_record(
     };
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, vec![op], swap).await?;
-    Ok(Json(single_write_output(&applied)))
+    Ok(Json(single_write_output(&applied, status)))
 }
 
 /// deleteRecord input.
@@ -228,6 +238,7 @@ pub struct ApplyWrite {
 #[serde(rename_all = "camelCase")]
 pub struct ApplyWritesInput {
     repo: String,
+    validate: Option<bool>,
     writes: Vec<ApplyWrite>,
     swap_commit: Option<String>,
 }
@@ -235,8 +246,13 @@ pub struct ApplyWritesInput {
 /// Most writes in one applyWrites call (the reference's limit).
 pub const MAX_APPLY_WRITES: usize = 200;
 
-fn apply_write_op(w: &ApplyWrite) -> Result<WriteOp, XrpcError> {
-    let collection = parse_param("collection", &w.collection)?;
+/// One applyWrites entry as a write, with the validation status of its record (none for deletes).
+fn apply_write_op(
+    state: &AppState,
+    w: &ApplyWrite,
+    validate: Option<bool>,
+) -> Result<(WriteOp, Option<RecordValidity>), XrpcError> {
+    let collection: Nsid = parse_param("collection", &w.collection)?;
     let rkey = w
         .rkey
         .as_deref()
@@ -246,28 +262,49 @@ fn apply_write_op(w: &ApplyWrite) -> Result<WriteOp, XrpcError> {
         w.value
             .as_ref()
             .ok_or_else(|| XrpcError::invalid_request("write is missing its value"))
-            .and_then(|r| record_value(&w.collection, r))
+            .and_then(|r| prepare_record(state, &collection, r, validate))
     };
     let need_rkey = || {
         rkey.clone()
             .ok_or_else(|| XrpcError::invalid_request("write is missing its rkey"))
     };
     Ok(match w.kind.as_str() {
-        "com.atproto.repo.applyWrites#create" => WriteOp::Create {
-            collection,
-            rkey: rkey.clone(),
-            record: value()?,
-        },
-        "com.atproto.repo.applyWrites#update" => WriteOp::Update {
-            collection,
-            rkey: need_rkey()?,
-            record: value()?,
-        },
-        "com.atproto.repo.applyWrites#delete" => WriteOp::Delete {
-            collection,
-            rkey: need_rkey()?,
-            swap_record: None,
-        },
+        "com.atproto.repo.applyWrites#create" => {
+            let (record, status) = value()?;
+            let rkey = rkey.clone();
+            (
+                WriteOp::Create {
+                    collection,
+                    rkey,
+                    record,
+                },
+                status,
+            )
+        }
+        "com.atproto.repo.applyWrites#update" => {
+            let (record, status) = value()?;
+            let rkey = need_rkey()?;
+            (
+                WriteOp::Update {
+                    collection,
+                    rkey,
+                    record,
+                },
+                status,
+            )
+        }
+        "com.atproto.repo.applyWrites#delete" => {
+            let rkey = need_rkey()?;
+            let swap_record = None;
+            (
+                WriteOp::Delete {
+                    collection,
+                    rkey,
+                    swap_record,
+                },
+                None,
+            )
+        }
         other => {
             return Err(XrpcError::invalid_request(format!(
                 "unknown write type {other:?}"
@@ -286,22 +323,32 @@ pub async fn apply_writes(
     if input.writes.len() > MAX_APPLY_WRITES {
         return Err(XrpcError::invalid_request("Too many writes. Max: 200"));
     }
-    let ops = input
+    // Every write is prepared (and validated) before any is applied: one refusal refuses all.
+    let (ops, statuses): (Vec<WriteOp>, Vec<Option<RecordValidity>>) = input
         .writes
         .iter()
-        .map(apply_write_op)
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|w| apply_write_op(&state, w, input.validate))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let swap = cid_param("swapCommit", input.swap_commit.as_deref())?;
     let applied = state.writer().apply(&did, ops, swap).await?;
     let results: Vec<Value> = applied
         .results
         .iter()
-        .map(|r| match r.action {
+        .zip(statuses)
+        .map(|(r, status)| match r.action {
             "delete" => json!({"$type": "com.atproto.repo.applyWrites#deleteResult"}),
-            action => json!({
-                "$type": format!("com.atproto.repo.applyWrites#{action}Result"),
-                "uri": r.uri, "cid": r.cid.map(|c| c.to_string()), "validationStatus": "unknown",
-            }),
+            action => {
+                let mut out = json!({
+                    "$type": format!("com.atproto.repo.applyWrites#{action}Result"),
+                    "uri": r.uri, "cid": r.cid.map(|c| c.to_string()),
+                });
+                if let Some(status) = status {
+                    out["validationStatus"] = Value::from(status.as_str());
+                }
+                out
+            }
         })
         .collect();
     Ok(Json(

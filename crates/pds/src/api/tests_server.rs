@@ -558,7 +558,9 @@ async fn update_handle_updates_plc_row_and_events() {
     let plc_before = plc_log_len(&h, &did).await;
     let before = snapshot(&h, &did).await;
     for (handle, error) in [
-        ("no", "InvalidHandle"),
+        // Not a handle at all: the lexicon layer refuses it first (`Input/handle must be a valid
+        // handle`), as the reference does.
+        ("no", "InvalidRequest"),
         ("al.test", "InvalidHandle"),
         ("a.b.test", "InvalidHandle"),
         ("carol.test", "InvalidRequest"),
