@@ -74,10 +74,11 @@ pub struct CreatedAccount {
     pub commit: Cid,
 }
 
-const ACCOUNT_COLUMNS: &str = "did, handle, email, password_hash, created_at, email_confirmed_at,
+pub(crate) const ACCOUNT_COLUMNS: &str =
+    "did, handle, email, password_hash, created_at, email_confirmed_at,
      deactivated_at, delete_after, takedown_ref, invites_disabled";
 
-fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+pub(crate) fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         did: parsed_at(row, 0)?,
         handle: parsed_at(row, 1)?,
@@ -220,8 +221,9 @@ impl Store {
         column: &'static str,
         value: String,
     ) -> Result<Option<Account>, StoreError> {
+        // Every column asked for here is unique and indexed: a point lookup.
         self.db()
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM account WHERE {column} = ?1");
                 Ok(conn
                     .prepare_cached(&sql)?
@@ -393,7 +395,8 @@ impl Store {
     /// Deletes the account and everything it owns (repository, records, blobs rows, sessions,
     /// preferences, tokens) in one transaction, appending `event` (e.g. `#account` with status
     /// `deleted`) if given. Returns the CIDs of the blobs that had files (permanent or
-    /// temporary), so the caller can delete them afterwards. Its past events stay in the log.
+    /// temporary), so the caller can delete them afterwards. Its past events are deleted from
+    /// the log (as the reference's `deleteAllForUser`), so `event` is the only one left.
     pub async fn delete_account(
         &self,
         did: &Did,
@@ -415,6 +418,8 @@ impl Store {
                     .prepare_cached("DELETE FROM account WHERE did = ?1")?
                     .execute([did.as_str()])?;
                 expect_one(n, &did)?;
+                conn.prepare_cached("DELETE FROM event WHERE did = ?1")?
+                    .execute([did.as_str()])?;
                 if let Some(event) = &event {
                     event::append(conn, &did, event, &now)?;
                 }

@@ -92,7 +92,11 @@ pub(crate) fn consume(
 }
 
 /// Reads codes matching `filter` (`code = ?1` or `for_account = ?1`) with their uses.
-fn read_codes(conn: &Connection, filter: &str, value: &str) -> Result<Vec<InviteCode>, StoreError> {
+pub(crate) fn read_codes(
+    conn: &Connection,
+    filter: &str,
+    value: &str,
+) -> Result<Vec<InviteCode>, StoreError> {
     let sql = format!(
         "SELECT code, available_uses, disabled, for_account, created_by, created_at
          FROM invite_code WHERE {filter} = ?1 ORDER BY created_at, code"

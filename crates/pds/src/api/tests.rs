@@ -115,15 +115,19 @@ async fn basics_and_unknown_methods() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["availableUserDomains"], json!([".test"]));
     assert_eq!(body["did"], "did:web:localhost");
-    let (status, body) = h.get("/xrpc/com.atproto.admin.getAccountInfo").await;
+    let (status, body) = h.get("/xrpc/com.atproto.admin.noSuchMethod").await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_IMPLEMENTED, Some("MethodNotImplemented"))
     );
+    // Not ours and no app view configured: nowhere to forward it (see api/proxy.rs).
     let (status, body) = h.get("/xrpc/app.bsky.feed.getTimeline").await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::NOT_FOUND, Some("MethodNotFound"))
+        (status, body["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("No service configured for app.bsky.feed.getTimeline")
+        )
     );
     let (status, body) = h
         .post("com.atproto.server.createSession", None, json!({"nope": 1}))

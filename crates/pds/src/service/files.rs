@@ -29,6 +29,11 @@ impl KeyFiles {
         }
     }
 
+    /// The file holding `did`'s signing key.
+    pub fn key_path(&self, did: &Did) -> PathBuf {
+        self.dir.join(format!("{}.key", did_file_name(did)))
+    }
+
     /// Stores `did`'s signing key (0600).
     pub fn save(&self, did: &Did, key: &Keypair) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
@@ -61,6 +66,15 @@ impl KeyFiles {
         Keypair::from_private_hex(Curve::K256, hex.trim())
             .map(Some)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+
+    /// Deletes `did`'s signing key file (missing is fine).
+    pub fn delete(&self, did: &Did) -> std::io::Result<()> {
+        let path = self.dir.join(format!("{}.key", did_file_name(did)));
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Loads `did`'s signing key.
@@ -110,6 +124,22 @@ impl BlobFiles {
             tokio::fs::create_dir_all(parent).await?;
         }
         tokio::fs::rename(self.temp_path(temp_key), to).await
+    }
+
+    /// Deletes `did`'s directory of permanent blob files if it is empty (missing is fine).
+    pub async fn remove_account_dir(&self, did: &Did) -> std::io::Result<()> {
+        match tokio::fs::remove_dir(self.dir.join(did_file_name(did))).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes a temporary upload file (missing is fine).
+    pub async fn delete_temp(&self, key: &str) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.temp_path(key)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes a permanent blob file (missing is fine).
