@@ -1,13 +1,11 @@
-//! Event retention: firehose events older than `PDS_REPO_BACKFILL_LIMIT_MS` are pruned every
-//! few minutes, never the newest stored event (sequence numbers are never reused either way).
+//! Event retention: firehose events older than `PDS_REPO_BACKFILL_LIMIT_MS` are pruned by the
+//! background jobs (`jobs.rs`, every `PDS_JOBS_INTERVAL_MS`), never the newest stored event
+//! (sequence numbers are never reused either way).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pds_store::{Store, StoreError};
-
-/// How often the retention task prunes.
-pub const PRUNE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// Deletes the events appended before `now - window`, except the newest; returns how many.
 pub async fn prune_once(
@@ -20,22 +18,6 @@ pub async fn prune_once(
         .checked_sub_signed(window)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
     store.prune_events_keeping_last(cutoff).await
-}
-
-/// Starts the background task that prunes every [`PRUNE_INTERVAL`]; failures are logged.
-pub fn spawn(store: Store, window: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match prune_once(&store, window, Utc::now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "pruned old firehose events"),
-                Err(e) => tracing::warn!("pruning firehose events failed: {e}"),
-            }
-        }
-    })
 }
 
 #[cfg(test)]
