@@ -67,6 +67,20 @@ impl Store {
         namespace: &str,
         prefs: Vec<Preference>,
     ) -> Result<(), StoreError> {
+        self.put_preferences_keeping(did, namespace, prefs, Vec::new())
+            .await
+    }
+
+    /// Like [`Store::put_preferences`], but the stored preferences named in `keep` stay (the
+    /// caller may not replace them, e.g. full-access-only preferences under an app password);
+    /// they keep their place before the new ones. Read, delete and insert are one transaction.
+    pub async fn put_preferences_keeping(
+        &self,
+        did: &Did,
+        namespace: &str,
+        prefs: Vec<Preference>,
+        keep: Vec<String>,
+    ) -> Result<(), StoreError> {
         if let Some(p) = prefs.iter().find(|p| !in_namespace(&p.name, namespace)) {
             return Err(StoreError::PreferenceOutsideNamespace {
                 name: p.name.clone(),
@@ -80,11 +94,24 @@ impl Store {
                 {
                     return Err(StoreError::AccountNotFound { did });
                 }
-                conn.prepare_cached(
-                    "DELETE FROM account_pref WHERE did = ?1
-                     AND (name = ?2 OR substr(name, 1, length(?2) + 1) = ?2 || '.')",
-                )?
-                .execute(params![did.as_str(), namespace])?;
+                let mut ids = Vec::new();
+                {
+                    let mut stmt =
+                        conn.prepare_cached("SELECT id, name FROM account_pref WHERE did = ?1")?;
+                    let rows = stmt.query_map([did.as_str()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                    })?;
+                    for row in rows {
+                        let (id, name) = row?;
+                        if in_namespace(&name, &namespace) && !keep.contains(&name) {
+                            ids.push(id);
+                        }
+                    }
+                }
+                let mut delete = conn.prepare_cached("DELETE FROM account_pref WHERE id = ?1")?;
+                for id in ids {
+                    delete.execute([id])?;
+                }
                 let mut insert = conn.prepare_cached(
                     "INSERT INTO account_pref (did, name, value_json) VALUES (?1, ?2, ?3)",
                 )?;
