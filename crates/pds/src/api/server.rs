@@ -69,12 +69,20 @@ pub struct CreateAccountInput {
 /// `com.atproto.server.createAccount`.
 pub async fn create_account(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     XrpcJson(input): XrpcJson<CreateAccountInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    if input.did.is_some() {
-        return Err(XrpcError::not_implemented(
-            "com.atproto.server.createAccount with an existing DID",
-        ));
+    if let Some(did) = &input.did {
+        // Migration: an existing DID, authorized by the old host's service-auth token.
+        let req = crate::service::migration::IncomingAccount {
+            did: crate::api::migration::parse_did(did)?,
+            handle: input.handle,
+            email: input.email,
+            password: input.password,
+            invite_code: input.invite_code,
+        };
+        let session = crate::api::migration::create_account_with_did(&state, &headers, req).await?;
+        return Ok(session_json(&session));
     }
     let req = NewAccountRequest {
         handle: input.handle,
@@ -124,6 +132,8 @@ pub async fn get_session(
             "handle": account.handle.as_str(),
             "email": account.email,
             "emailConfirmed": account.email_confirmed_at.is_some(),
+            // Email sign-in codes are not offered (updateEmail refuses to enable them).
+            "emailAuthFactor": false,
             "active": account.is_active(),
         }),
         account::inactive_status(&account),
@@ -346,22 +356,7 @@ pub async fn get_account_invite_codes(
     let codes = credentials::account_invite_codes(&state, &auth.did, include_used).await?;
     let codes: Vec<Value> = codes
         .iter()
-        .map(|c| {
-            let uses: Vec<Value> = c
-                .uses
-                .iter()
-                .map(|u| json!({"usedBy": u.used_by, "usedAt": datetime(&u.used_at)}))
-                .collect();
-            json!({
-                "code": c.code,
-                "available": c.available_uses,
-                "disabled": c.disabled,
-                "forAccount": c.for_account,
-                "createdBy": c.created_by,
-                "createdAt": datetime(&c.created_at),
-                "uses": uses,
-            })
-        })
+        .map(crate::api::admin::invite_code_json)
         .collect();
     Ok(Json(json!({ "codes": codes })))
 }

@@ -114,7 +114,7 @@ pub fn check_handle(handle: &str, domains: &[String]) -> Result<Handle, AccountE
     Ok(parsed)
 }
 
-fn check_email(email: &str) -> Result<(), AccountError> {
+pub(crate) fn check_email(email: &str) -> Result<(), AccountError> {
     let ok = email
         .split_once('@')
         .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
@@ -137,7 +137,7 @@ pub(crate) fn event(kind: EventKind, fields: Vec<(&str, Value)>) -> NewEvent {
     }
 }
 
-async fn hash_blocking(password: String) -> Result<String, AccountError> {
+pub(crate) async fn hash_blocking(password: String) -> Result<String, AccountError> {
     tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| AccountError::Internal(e.to_string()))?
@@ -145,7 +145,7 @@ async fn hash_blocking(password: String) -> Result<String, AccountError> {
 }
 
 /// Refuses what the store would refuse, before the DID is registered with the PLC directory.
-async fn precheck(
+pub(crate) async fn precheck(
     state: &AppState,
     handle: &Handle,
     email: &str,
@@ -267,7 +267,7 @@ pub async fn create_account(
 }
 
 /// Stores a new refresh token and signs the token pair.
-async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     did: Did,
     handle: Handle,
