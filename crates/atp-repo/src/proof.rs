@@ -45,19 +45,70 @@ pub fn verify_record_proof(
     Mst::load(*root).get_from(blocks, key)
 }
 
+/// Adds the covering proof of `key` in `tree` to `out`, encoding only the nodes neither in `out`
+/// nor in `known` (blocks already encoded, e.g. a diff's new nodes): a commit's proofs share most
+/// of their nodes.
+pub(crate) async fn covering_proof_into<S: BlockStore>(
+    tree: &Mst,
+    store: &S,
+    key: &str,
+    known: &BlockMap,
+    out: &mut BlockMap,
+) -> Result<(), MstError> {
+    let have: &BlockMap = out;
+    let found = drive(store, || {
+        try_proof_with(tree, key, true, &|cid: &Cid| {
+            if have.contains_key(cid) {
+                Some(None)
+            } else {
+                known.get(cid).map(|bytes| Some(bytes.clone()))
+            }
+        })
+    })
+    .await?;
+    out.extend(found);
+    Ok(())
+}
+
 fn try_proof(tree: &Mst, key: &str, covering: bool) -> Result<BlockMap, OpError> {
+    try_proof_with(tree, key, covering, &|_| None)
+}
+
+/// What a proof walk does with a node: `None`: encode it; `Some(None)`: leave it out (already
+/// there); `Some(Some(bytes))`: use these bytes.
+type Known<'a> = dyn Fn(&Cid) -> Option<Option<Vec<u8>>> + Sync + 'a;
+
+fn add(node: &crate::mst::node::Node, known: &Known<'_>, out: &mut BlockMap) {
+    let cid = node.cid();
+    match known(&cid) {
+        Some(None) => {}
+        Some(Some(bytes)) => {
+            out.insert(cid, bytes);
+        }
+        None => {
+            out.insert(cid, node.to_cbor());
+        }
+    }
+}
+
+fn try_proof_with(
+    tree: &Mst,
+    key: &str,
+    covering: bool,
+    known: &Known<'_>,
+) -> Result<BlockMap, OpError> {
     let mut out = BlockMap::new();
     let mut sub = tree.root_subtree().clone();
     let mut height = None;
     loop {
         let node = sub.node(height)?.clone();
-        out.insert(node.cid(), node.to_cbor());
+        add(&node, known, &mut out);
         let child = node.height.checked_sub(1);
         match node.search(key) {
             Ok(i) => {
                 if covering {
-                    spine(node.subtrees[i].as_ref(), child, true, &mut out)?;
-                    spine(node.subtrees[i + 1].as_ref(), child, false, &mut out)?;
+                    spine(node.subtrees[i].as_ref(), child, true, known, &mut out)?;
+                    spine(node.subtrees[i + 1].as_ref(), child, false, known, &mut out)?;
                 }
                 return Ok(out);
             }
@@ -79,13 +130,14 @@ fn spine(
     sub: Option<&Subtree>,
     height: Option<u8>,
     rightmost: bool,
+    known: &Known<'_>,
     out: &mut BlockMap,
 ) -> Result<(), OpError> {
     let mut current = sub.cloned();
     let mut height = height;
     while let Some(sub) = current {
         let node = sub.node(height)?.clone();
-        out.insert(node.cid(), node.to_cbor());
+        add(&node, known, out);
         let edge = if rightmost {
             node.subtrees.last()
         } else {

@@ -13,7 +13,7 @@ use atp_syntax::{Did, Nsid, RecordKey, Tid};
 use crate::blockstore::{BlockMap, BlockStore, StoreError};
 use crate::commit::{CommitError, SignedCommit, UnsignedCommit, next_rev};
 use crate::mst::{Mst, MstError, format_key};
-use crate::proof::covering_proof;
+use crate::proof::covering_proof_into;
 
 /// One record write requested by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +313,28 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
     signer: &K,
     clock: &Tid,
 ) -> Result<CommitData, RepoError> {
+    let tree = current.map(RepoHead::tree).unwrap_or_default();
+    Ok(
+        format_commit_on(store, current, tree, did, writes, signer, clock)
+            .await?
+            .0,
+    )
+}
+
+/// Like [`format_commit`], starting from `tree`, an [`Mst`] handle on the current head's data
+/// (typically the tree this function returned for the previous commit, whose nodes are already
+/// loaded: the commit then reads few or no blocks). Returns the new tree as well. A `tree` whose
+/// root is not the head's data is ignored (the head's tree is loaded from `store` instead), so a
+/// stale tree costs reads, never a wrong commit.
+pub async fn format_commit_on<S: BlockStore, K: Signer + ?Sized>(
+    store: &S,
+    current: Option<&RepoHead>,
+    tree: Mst,
+    did: &Did,
+    writes: &[RecordWrite],
+    signer: &K,
+    clock: &Tid,
+) -> Result<(CommitData, Mst), RepoError> {
     if let Some(head) = current
         && head.commit.did() != did
     {
@@ -321,13 +343,25 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
             found: head.commit.did().clone(),
         });
     }
-    let old_tree = current.map(RepoHead::tree).unwrap_or_default();
+    let expected = current.map_or_else(|| Mst::empty().root_cid(), |h| *h.commit.data());
+    let old_tree = if tree.root_cid() == expected {
+        tree
+    } else {
+        current.map(RepoHead::tree).unwrap_or_default()
+    };
     let (new_tree, ops, records) = apply_writes(store, old_tree.clone(), writes).await?;
     let diff = Mst::diff(store, &old_tree, &new_tree).await?;
 
     let mut relevant_blocks = BlockMap::new();
     for write in writes {
-        relevant_blocks.extend(covering_proof(&new_tree, store, &write.path()).await?);
+        covering_proof_into(
+            &new_tree,
+            store,
+            &write.path(),
+            &diff.new_nodes,
+            &mut relevant_blocks,
+        )
+        .await?;
     }
     let mut new_blocks = diff.new_nodes;
     for (cid, bytes) in records {
@@ -353,12 +387,13 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
         removed_cids.insert(head.cid);
     }
     removed_cids.retain(|c| !new_blocks.contains_key(c));
-    Ok(CommitData {
+    let data = new_tree.root_cid();
+    let commit = CommitData {
         cid,
         rev,
         since: last_rev.cloned(),
         prev: current.map(|h| h.cid),
-        data: new_tree.root_cid(),
+        data,
         prev_data: current.map(|h| *h.commit.data()),
         ops,
         new_blocks,
@@ -366,7 +401,8 @@ pub async fn format_commit<S: BlockStore, K: Signer + ?Sized>(
         removed_record_cids,
         relevant_blocks,
         commit,
-    })
+    };
+    Ok((commit, new_tree))
 }
 
 /// Formats the first commit of a new repository holding `records` (built in one pass, so this

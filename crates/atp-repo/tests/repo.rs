@@ -7,7 +7,8 @@ use atp_crypto::{Curve, Keypair};
 use atp_data::{Cid, Value};
 use atp_repo::{
     BlockStore, CommitData, MemoryBlockStore, Mst, RecordWrite, RepoError, RepoHead, WriteAction,
-    apply_commit, create_repo, format_commit, verify_prev_data, verify_record_proof,
+    apply_commit, create_repo, format_commit, format_commit_on, verify_prev_data,
+    verify_record_proof,
 };
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
 use proptest::prelude::*;
@@ -308,13 +309,16 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Random batches against random repositories: every commit verifies and inverts from its own
-    /// relevant blocks, and the stored tree holds exactly the expected records.
+    /// relevant blocks, and the stored tree holds exactly the expected records. Formatting from
+    /// the tree kept from the previous commit (`format_commit_on` + `keep_paths`, starting from a
+    /// stale tree) gives the very same commits.
     #[test]
     fn random_batches_invert(initial in 0usize..150, batches in prop::collection::vec(prop::collection::vec(arb_step(), 1..12), 1..4)) {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let store = MemoryBlockStore::new();
             let mut head = genesis(&store, initial).await;
+            let mut kept = Mst::empty();
             let mut expected: BTreeMap<String, Cid> = head.tree().leaves(&store).await.unwrap().into_iter().map(|l| (l.key, l.value)).collect();
             for (b, steps) in batches.iter().enumerate() {
                 let mut writes = Vec::new();
@@ -342,6 +346,12 @@ proptest! {
                 }
                 let commit = format_commit(&store, Some(&head), &did(), &writes, &signer(), &clock(b as u64 + 1)).await.unwrap();
                 check_commit_alone(&commit);
+                let (again, tree) = format_commit_on(&store, Some(&head), kept, &did(), &writes, &signer(), &clock(b as u64 + 1)).await.unwrap();
+                prop_assert_eq!(&again, &commit);
+                let paths: Vec<String> = writes.iter().map(RecordWrite::path).collect();
+                let keys: Vec<&str> = paths.iter().map(String::as_str).collect();
+                kept = tree.keep_paths(&keys, b % 2 == 0);
+                prop_assert_eq!(kept.root_cid(), commit.data);
                 head = apply_commit(&store, &commit).await.unwrap();
             }
             let stored: BTreeMap<String, Cid> = Mst::load(*head.commit.data()).leaves(&store).await.unwrap().into_iter().map(|l| (l.key, l.value)).collect();

@@ -16,6 +16,9 @@ use crate::db::cid_at;
 use crate::error::StoreError;
 use crate::repo::put_blocks;
 
+/// Largest batch of blocks read on the calling thread ([`crate::db::Db::read_quick`]).
+const QUICK_FETCH: usize = 32;
+
 /// One account's blocks in the store. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteBlockStore {
@@ -52,7 +55,7 @@ impl SqliteBlockStore {
         let (did, cid) = (self.did.clone(), cid.to_bytes());
         self.store
             .db()
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 Ok(conn
                     .prepare_cached("SELECT rev FROM repo_block WHERE did = ?1 AND cid = ?2")?
                     .query_row(params![did.as_str(), cid], |r| crate::db::parsed_at(r, 0))
@@ -77,29 +80,22 @@ impl SqliteBlockStore {
 
     async fn fetch(&self, cids: Vec<Cid>) -> Result<FoundBlocks, StoreError> {
         let did = self.did.clone();
-        self.store
-            .db()
-            .read(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT bytes FROM repo_block WHERE did = ?1 AND cid = ?2")?;
-                let mut found = FoundBlocks::default();
-                for cid in cids {
-                    if found.blocks.contains_key(&cid) || found.missing.contains(&cid) {
-                        continue;
-                    }
-                    let bytes: Option<Vec<u8>> = stmt
-                        .query_row(params![did.as_str(), cid.to_bytes()], |r| r.get(0))
-                        .optional()?;
-                    match bytes {
-                        Some(bytes) => {
-                            found.blocks.insert(cid, bytes);
-                        }
-                        None => found.missing.push(cid),
-                    }
-                }
-                Ok(found)
-            })
-            .await
+        let small = cids.len() <= QUICK_FETCH;
+        let work = move |conn: &rusqlite::Connection| {
+            fetch_blocks(
+                conn,
+                "SELECT bytes FROM repo_block WHERE did = ?1 AND cid = ?2",
+                &did,
+                cids,
+            )
+        };
+        // A commit's tree walk asks for a few nodes per layer: point lookups. Exports and
+        // verification ask for whole layers: those go to a blocking task.
+        if small {
+            self.store.db().read_quick(work).await
+        } else {
+            self.store.db().read(work).await
+        }
     }
 }
 
@@ -114,7 +110,7 @@ impl BlockStore for SqliteBlockStore {
         Ok(self
             .store
             .db()
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 crate::db::exists(
                     conn,
                     "SELECT 1 FROM repo_block WHERE did = ?1 AND cid = ?2",
@@ -187,4 +183,31 @@ impl BlockStore for SqliteBlockStore {
             })
             .await?)
     }
+}
+
+/// Looks up each CID (once, duplicates skipped) with `sql`, a point query taking the DID and
+/// the binary CID and returning the block's bytes; what is not found is listed as missing.
+pub(crate) fn fetch_blocks(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    did: &Did,
+    cids: Vec<Cid>,
+) -> Result<FoundBlocks, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut found = FoundBlocks::default();
+    for cid in cids {
+        if found.blocks.contains_key(&cid) || found.missing.contains(&cid) {
+            continue;
+        }
+        let bytes: Option<Vec<u8>> = stmt
+            .query_row(params![did.as_str(), cid.to_bytes()], |r| r.get(0))
+            .optional()?;
+        match bytes {
+            Some(bytes) => {
+                found.blocks.insert(cid, bytes);
+            }
+            None => found.missing.push(cid),
+        }
+    }
+    Ok(found)
 }

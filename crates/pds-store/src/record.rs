@@ -76,7 +76,7 @@ impl Store {
     ) -> Result<Option<StoredRecord>, StoreError> {
         let uri = record_uri(did, collection, rkey);
         self.db()
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 let sql = format!("{RECORD_SELECT} WHERE r.uri = ?1");
                 Ok(conn
                     .prepare_cached(&sql)?

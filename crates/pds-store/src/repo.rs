@@ -379,14 +379,16 @@ impl Store {
     /// The repository's current root (`None`: no repository).
     pub async fn repo_root(&self, did: &Did) -> Result<Option<RepoRoot>, StoreError> {
         let did = did.clone();
-        self.db().read(move |conn| read_root(conn, &did)).await
+        self.db()
+            .read_quick(move |conn| read_root(conn, &did))
+            .await
     }
 
     /// The repository's current head, with its commit block decoded (`None`: no repository).
     pub async fn repo_head(&self, did: &Did) -> Result<Option<RepoHead>, StoreError> {
         let did = did.clone();
         self.db()
-            .read(move |conn| {
+            .read_quick(move |conn| {
                 let Some(root) = read_root(conn, &did)? else {
                     return Ok(None);
                 };

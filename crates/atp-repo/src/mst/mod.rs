@@ -143,6 +143,24 @@ impl Mst {
         self.root.try_node(None).ok().map(|node| node.height)
     }
 
+    /// The same tree, keeping in memory only the loaded nodes on the way from the root to each
+    /// of `keys` (present in the tree or not) and, if `rightmost`, down the right edge (where the
+    /// next TID-keyed record goes); every other subtree becomes a link loaded again on demand.
+    /// For keeping a tree between commits at a memory cost bounded by what the last commit
+    /// touched, instead of everything it ever loaded. Reads nothing; the root CID is unchanged.
+    pub fn keep_paths(&self, keys: &[&str], rightmost: bool) -> Mst {
+        let mut keys = keys.to_vec();
+        if rightmost {
+            // Above every valid key (keys are printable ASCII).
+            keys.push("\u{7f}");
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Mst {
+            root: keep_paths(&self.root, &keys),
+        }
+    }
+
     pub(crate) fn root_subtree(&self) -> &Subtree {
         &self.root
     }
@@ -164,6 +182,37 @@ impl Mst {
             }
         }
     }
+}
+
+/// `sub` with only the paths to `keys` (sorted) loaded.
+fn keep_paths(sub: &Subtree, keys: &[&str]) -> Subtree {
+    if keys.is_empty() {
+        return match sub {
+            Subtree::Stub(stub) if stub.node.get().is_none() => sub.clone(),
+            _ => Subtree::stub(sub.cid()),
+        };
+    }
+    let Ok(node) = sub.try_node(None) else {
+        return sub.clone();
+    };
+    let mut rest = keys;
+    let mut subtrees = Vec::with_capacity(node.subtrees.len());
+    for (i, child) in node.subtrees.iter().enumerate() {
+        // The keys in gap `i` are those below leaf `i` (all the rest for the last gap); a key
+        // equal to leaf `i` ends its path at this node.
+        let (mine, after) = match node.leaves.get(i) {
+            Some(leaf) => {
+                let below = rest.partition_point(|k| *k < &*leaf.key);
+                let (mine, after) = rest.split_at(below);
+                let equal = after.partition_point(|k| *k == &*leaf.key);
+                (mine, &after[equal..])
+            }
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = after;
+        subtrees.push(child.as_ref().map(|c| keep_paths(c, mine)));
+    }
+    Subtree::Loaded(Arc::new(node.relinked(subtrees)))
 }
 
 /// The height of the children of a node at `height`.

@@ -251,6 +251,23 @@ impl Node {
         }
     }
 
+    /// The same node with each link replaced by a link to the same CID (a loaded subtree swapped
+    /// for a stub, say): the cached CID stays valid, so it is kept.
+    pub(crate) fn relinked(&self, subtrees: Vec<Option<Subtree>>) -> Node {
+        debug_assert!(
+            subtrees
+                .iter()
+                .map(|s| s.as_ref().map(Subtree::cid))
+                .eq(self.subtrees.iter().map(|s| s.as_ref().map(Subtree::cid)))
+        );
+        Node {
+            height: self.height,
+            leaves: self.leaves.clone(),
+            subtrees,
+            cid: self.cid.clone(),
+        }
+    }
+
     /// The node of an empty tree.
     pub(crate) fn empty() -> Node {
         Node::new(0, Vec::new(), vec![None])

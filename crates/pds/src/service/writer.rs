@@ -3,13 +3,24 @@
 //!
 //! Under the account's repository lock: read the head, check `swapCommit` / `swapRecord`, turn the
 //! requests into `atp_repo::RecordWrite`s (TID record keys by default), format and sign the commit
-//! (`atp_repo::format_commit`), then persist blocks, records, blob states, the root and the
+//! (`atp_repo::format_commit_on`), then persist blocks, records, blob states, the root and the
 //! `#commit` event in one transaction (`Store::commit_repo`), and finally move newly referenced
 //! blob files to permanent storage.
+//!
+//! The commit and the blob moves run in a task of their own that holds the lock: a request
+//! cancelled mid-commit (its client went away) cannot let the next write in before the queued
+//! commit has landed.
+//!
+//! Two caches spare each commit work that does not change between commits: the parsed signing
+//! key of each account (used while its file is unchanged), and the MST of recently written
+//! repositories with the paths the last commit wrote still loaded (used while the stored head is
+//! that commit), so a commit usually reads no tree node before writing.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use atp_crypto::Keypair;
 use atp_data::{Cid, Value};
 use atp_repo::{CommitData, RecordWrite, RepoError};
 use atp_syntax::{Did, Nsid, RecordKey, TidClock};
@@ -121,6 +132,106 @@ pub struct RepoWriter {
     keys: KeyFiles,
     blobs: BlobFiles,
     clock: Mutex<TidClock>,
+    signing_keys: KeyCache,
+    trees: TreeCache,
+}
+
+/// Most repositories whose tree is kept between commits.
+const TREE_CACHE_MAX: usize = 64;
+/// Most written paths kept loaded in a kept tree; a bigger commit keeps only the right edge.
+const TREE_PATHS_MAX: usize = 16;
+
+/// The MST of recently written repositories as the last commit left it, keeping loaded only the
+/// paths that commit wrote and the right edge (where the next TID-keyed record goes), keyed by
+/// account and tagged with that commit's CID: the next commit of the account starts from it
+/// instead of reading the path from the root down again. Used only while the stored head is
+/// still that commit (anything else that moves the head, an import for instance, just makes the
+/// entry unused), and [`atp_repo::format_commit_on`] checks the tree's root against the head's
+/// data anyway.
+#[derive(Default)]
+struct TreeCache {
+    trees: Mutex<HashMap<Did, (Cid, atp_repo::Mst)>>,
+}
+
+impl std::fmt::Debug for TreeCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeCache").finish_non_exhaustive()
+    }
+}
+
+impl TreeCache {
+    /// The tree of `head` if it is the one kept, else the head's tree to be loaded.
+    fn take(&self, did: &Did, head: &atp_repo::RepoHead) -> atp_repo::Mst {
+        let kept = self
+            .trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(did);
+        match kept {
+            Some((commit, tree)) if commit == head.cid => tree,
+            _ => head.tree(),
+        }
+    }
+
+    /// Keeps `tree` as the tree of commit `commit`, with only the paths to `written` (unless
+    /// there are many) and the right edge loaded: a few dozen nodes at most.
+    fn keep(&self, did: &Did, commit: Cid, tree: &atp_repo::Mst, written: &[RecordWrite]) {
+        let paths: Vec<String> = if written.len() <= TREE_PATHS_MAX {
+            written.iter().map(RecordWrite::path).collect()
+        } else {
+            Vec::new()
+        };
+        let keys: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let tree = tree.keep_paths(&keys, true);
+        let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        if trees.len() >= TREE_CACHE_MAX && !trees.contains_key(did) {
+            trees.clear();
+        }
+        trees.insert(did.clone(), (commit, tree));
+    }
+}
+
+/// Most signing keys kept in memory; the cache is emptied when it is full.
+const KEY_CACHE_MAX: usize = 4096;
+
+/// Signing keys already read and parsed, by account, each with the identity of the file it came
+/// from: a key is used again only while its file is unchanged (one `stat` instead of reading and
+/// parsing the file, which derives the public key: a scalar multiplication, on every commit).
+#[derive(Default)]
+struct KeyCache {
+    keys: Mutex<HashMap<Did, (FileStamp, Arc<Keypair>)>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").finish_non_exhaustive()
+    }
+}
+
+/// What identifies one version of a file: a rewrite or a replacement changes at least one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: (meta.dev(), meta.ino()),
+            #[cfg(unix)]
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 fn now_micros() -> u64 {
@@ -140,7 +251,34 @@ impl RepoWriter {
             keys: KeyFiles::new(&config.data_dir),
             blobs: BlobFiles::new(&config.blobstore_dir),
             clock: Mutex::new(TidClock::new(random_clock_id())),
+            signing_keys: KeyCache::default(),
+            trees: TreeCache::default(),
         }
+    }
+
+    /// `did`'s signing key, from the cache while its file is unchanged.
+    fn signing_key(&self, did: &Did) -> Result<Arc<Keypair>, WriteError> {
+        let stamp =
+            FileStamp::of(&std::fs::metadata(self.keys.key_path(did)).map_err(WriteError::Key)?);
+        let mut cache = self
+            .signing_keys
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, key)) = cache.get(did)
+            && *cached == stamp
+        {
+            return Ok(Arc::clone(key));
+        }
+        // Read under the lock: concurrent commits of one account wait for one read.
+        let key = Arc::new(self.keys.load(did).map_err(WriteError::Key)?);
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        // Should the file change between the `stat` and the read, the next commit sees a
+        // different stamp and reads it again.
+        cache.insert(did.clone(), (stamp, Arc::clone(&key)));
+        Ok(key)
     }
 
     /// The next TID of this server's clock.
@@ -169,7 +307,7 @@ impl RepoWriter {
         if ops.is_empty() {
             return Err(WriteError::InvalidRequest("no writes given".into()));
         }
-        let _guard = self.store.lock_repo(did).await;
+        let guard = self.store.lock_repo(did).await;
         let head = self
             .store
             .repo_head(did)
@@ -187,11 +325,13 @@ impl RepoWriter {
         for op in ops {
             writes.push(self.resolve(did, op).await?);
         }
-        let key = self.keys.load(did).map_err(WriteError::Key)?;
+        let key = self.signing_key(did)?;
         let tid = self.next_tid();
         let blocks = self.store.block_store(did);
-        let commit =
-            atp_repo::format_commit(&blocks, Some(&head), did, &writes, &key, &tid).await?;
+        let tree = self.trees.take(did, &head);
+        let (commit, tree) =
+            atp_repo::format_commit_on(&blocks, Some(&head), tree, did, &writes, &*key, &tid)
+                .await?;
         let applied = applied(did, &writes, &commit);
         let event = NewEvent {
             kind: EventKind::Commit,
@@ -202,39 +342,28 @@ impl RepoWriter {
             commit,
             missing_blobs: MissingBlobs::Reject,
         };
-        let outcome = self
-            .store
-            .commit_repo(did, repo_commit, event, Utc::now())
-            .await
-            .map_err(|e| match e {
-                StoreError::BlobNotFound { cid } => {
-                    WriteError::InvalidRequest(format!("Could not find blob: {cid}"))
-                }
-                other => WriteError::Store(other),
-            })?;
-        for promoted in outcome.promoted_blobs {
-            self.finish_promotion(did, &promoted.cid, promoted.temp_key.as_deref())
-                .await;
-        }
-        for cid in outcome.unreferenced_blobs {
-            if let Err(e) = self.blobs.delete(did, &cid).await {
-                tracing::warn!(%did, %cid, error = %e, "deleting an unreferenced blob file failed");
-            }
-        }
+        // From here on the commit must finish, or fail, with the lock held, even if the request
+        // is cancelled (the client went away): once queued, the store commits it anyway, and a
+        // next write let in early would be formatted on the old head. So the rest runs in its
+        // own task, which owns the lock.
+        let finish = Finish {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            did: did.clone(),
+        };
+        let commit_cid = repo_commit.commit.cid;
+        tokio::spawn(async move {
+            let _guard = guard;
+            finish.commit(repo_commit, event).await
+        })
+        .await
+        .map_err(|e| {
+            WriteError::Store(StoreError::TaskFailed {
+                reason: format!("commit task failed: {e}"),
+            })
+        })??;
+        self.trees.keep(did, commit_cid, &tree, &writes);
         Ok(applied)
-    }
-
-    /// Moves a promoted blob's file and confirms it; a failure is logged and retried at start-up.
-    async fn finish_promotion(&self, did: &Did, cid: &Cid, temp_key: Option<&str>) {
-        if let Some(key) = temp_key
-            && let Err(e) = self.blobs.promote(did, cid, key).await
-        {
-            tracing::error!(%did, %cid, error = %e, "moving a blob to permanent storage failed");
-            return;
-        }
-        if let Err(e) = self.store.finish_blob_promotion(did, cid).await {
-            tracing::error!(%did, %cid, error = %e, "confirming a blob promotion failed");
-        }
     }
 
     /// Checks a request against the current records and turns it into a repository write.
@@ -312,6 +441,54 @@ impl RepoWriter {
             .get_record(did, collection, rkey)
             .await?
             .map(|r| r.cid))
+    }
+}
+
+/// The part of a write that runs after formatting: commit, then move blob files.
+struct Finish {
+    store: Store,
+    blobs: BlobFiles,
+    did: Did,
+}
+
+impl Finish {
+    /// Persists the commit and its event, then settles blob files.
+    async fn commit(&self, repo_commit: RepoCommit, event: NewEvent) -> Result<(), WriteError> {
+        let did = &self.did;
+        let outcome = self
+            .store
+            .commit_repo(did, repo_commit, event, Utc::now())
+            .await
+            .map_err(|e| match e {
+                StoreError::BlobNotFound { cid } => {
+                    WriteError::InvalidRequest(format!("Could not find blob: {cid}"))
+                }
+                other => WriteError::Store(other),
+            })?;
+        for promoted in outcome.promoted_blobs {
+            self.finish_promotion(&promoted.cid, promoted.temp_key.as_deref())
+                .await;
+        }
+        for cid in outcome.unreferenced_blobs {
+            if let Err(e) = self.blobs.delete(did, &cid).await {
+                tracing::warn!(%did, %cid, error = %e, "deleting an unreferenced blob file failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a promoted blob's file and confirms it; a failure is logged and retried at start-up.
+    async fn finish_promotion(&self, cid: &Cid, temp_key: Option<&str>) {
+        let did = &self.did;
+        if let Some(key) = temp_key
+            && let Err(e) = self.blobs.promote(did, cid, key).await
+        {
+            tracing::error!(%did, %cid, error = %e, "moving a blob to permanent storage failed");
+            return;
+        }
+        if let Err(e) = self.store.finish_blob_promotion(did, cid).await {
+            tracing::error!(%did, %cid, error = %e, "confirming a blob promotion failed");
+        }
     }
 }
 

@@ -1,0 +1,376 @@
+#!/usr/bin/env node
+// Server benchmark: our PDS vs the reference PDS (@atproto/pds, dev mode off), both started in
+// this run on loopback and measured by the same load generator, `wrk` (Debian package), which
+// is C and uses a fraction of the servers' CPU per request. Node only orchestrates.
+//
+//   node bench/server.mjs <our url|spawn:<pds binary>> <ref url|spawn>
+//        [--duration 10] [--warmup 2] [--clients 8] [--batch 200] [--read-conns 16]
+//        [--read-threads 1] [--wrk wrk] [--only ours|ref]
+//
+// `spawn:<binary>` starts `<binary> serve` (PDS_DEV_MODE=true: loopback listener, http URL;
+// the embedded PLC directory runs in the same process, so it counts in our memory) over a fresh
+// temporary data directory; `spawn` starts ../start-refnet.mjs (reference PDS with devMode off;
+// its PLC directory is a separate process, not counted). Both are killed at the end.
+//
+// For each server, metric by metric (ours, then the reference, so that both see the same
+// machine load), each measured for `--duration` seconds after a `--warmup` of the same work:
+//   createRecord.seq   one client, one account, one request at a time
+//   createRecord.c8    `--clients` clients, each on its own account, one request at a time each
+//   applyWrites        one client posting `--batch` creates per call; records/s
+//   getRecord          `--read-conns` connections reading records (public, no auth); reads/s
+//   rss.idle           resident memory after start-up, before any request (VmRSS)
+//   rss.after          resident memory after the run; rss.peak is the high-water mark (VmHWM)
+// Every request must succeed: any non-2xx or socket error fails the run. Each figure is printed
+// with the 1-minute load average when it was taken and the server's CPU use during it (cores).
+// The disk's flush cost (write + fdatasync) is measured before and after: our server fsyncs
+// every commit (SQLite WAL, synchronous=FULL), so it bounds the sequential createRecord figure;
+// the reference's SQLite (better-sqlite3) is built with SQLITE_DEFAULT_WAL_SYNCHRONOUS=1, i.e.
+// synchronous=NORMAL in WAL mode: its commits are not flushed until a checkpoint.
+// Prints `bench <name> <value> <unit>` lines and a table with the ratios ours/ref.
+
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const pos = []
+const opt = {}
+{
+  const a = process.argv.slice(2)
+  for (let i = 0; i < a.length; i++) {
+    if (a[i].startsWith('--')) opt[a[i].slice(2)] = a[++i]
+    else pos.push(a[i])
+  }
+}
+if (pos.length !== 2) {
+  console.error('usage: node server.mjs <our url|spawn:<pds binary>> <ref url|spawn> [options]')
+  process.exit(2)
+}
+const DURATION = Number(opt.duration ?? 10)
+const WARMUP = Number(opt.warmup ?? 2)
+const CLIENTS = Number(opt.clients ?? 8)
+const BATCH = Number(opt.batch ?? 200)
+const READ_CONNS = Number(opt['read-conns'] ?? 16)
+const READ_THREADS = Number(opt['read-threads'] ?? 1)
+const WRK = opt.wrk ?? 'wrk'
+const ONLY = opt.only ?? null
+const CLK_TCK = 100 // /proc/<pid>/stat ticks per second on Linux
+
+if (spawnSync(WRK, ['--version']).error) {
+  console.error(`bench: '${WRK}' not found: apt-get install -y wrk (or pass --wrk <path>)`)
+  process.exit(2)
+}
+
+const children = []
+function cleanup() {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
+}
+process.on('exit', cleanup)
+process.on('SIGINT', () => process.exit(130))
+process.on('SIGTERM', () => process.exit(143))
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const load1 = () => os.loadavg()[0]
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port
+      s.close(() => res(p))
+    })
+    s.on('error', rej)
+  })
+}
+
+async function waitHealthy(base, ms = 60000) {
+  const t0 = Date.now()
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/xrpc/_health`)).ok) return
+    } catch {}
+    if (Date.now() - t0 > ms) throw new Error(`${base} not healthy`)
+    await sleep(50)
+  }
+}
+
+// Resident memory (VmRSS) and its high-water mark (VmHWM), in MB.
+function memory(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (k) => Number(status.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm'))?.[1] ?? NaN)
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 }
+}
+
+// CPU seconds (user + system) the process has used so far.
+function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK
+}
+
+// The cost of one durable commit's flush on this disk: median and 90th percentile of
+// overwriting 4 KiB + fdatasync over `n` rounds, in ms, in the directory the servers' data lives in.
+// A sequential writer that fsyncs every commit cannot beat 1000 / median commits per second.
+function fsyncCost(n = 200) {
+  const file = path.join(os.tmpdir(), `srvbench-fsync-${process.pid}`)
+  const fd = fs.openSync(file, 'w')
+  const buf = Buffer.alloc(4096, 1)
+  const ms = []
+  try {
+    // Allocate the blocks first: a log is mostly rewritten in place, not extended.
+    for (let i = 0; i < 16; i++) fs.writeSync(fd, buf, 0, buf.length, i * buf.length)
+    fs.fsyncSync(fd)
+    for (let i = 0; i < n; i++) {
+      fs.writeSync(fd, buf, 0, buf.length, (i % 16) * buf.length)
+      const t0 = process.hrtime.bigint()
+      fs.fdatasyncSync(fd)
+      ms.push(Number(process.hrtime.bigint() - t0) / 1e6)
+    }
+  } finally {
+    fs.closeSync(fd)
+    fs.rmSync(file, { force: true })
+  }
+  ms.sort((a, b) => a - b)
+  return { median: ms[Math.floor(n / 2)], p90: ms[Math.floor(n * 0.9)] }
+}
+
+const fsyncs = {}
+function reportFsync(when) {
+  const f = fsyncCost()
+  fsyncs[when] = f
+  console.log(
+    `bench fsync.${when} ${f.median.toFixed(3)} ms   # load ${load1().toFixed(2)}, p90 ${f.p90.toFixed(3)} ms (write 4 KiB + fdatasync)`,
+  )
+}
+
+async function spawnOurs(bin) {
+  const port = await freePort()
+  const plc = await freePort()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'srvbench-ours-'))
+  const c = spawn(bin, ['serve'], {
+    env: {
+      ...process.env,
+      PDS_PORT: String(port),
+      PDS_PLC_EMBEDDED_PORT: String(plc),
+      PDS_DATA_DIRECTORY: dir,
+      PDS_HOSTNAME: 'localhost',
+      PDS_DEV_MODE: 'true',
+      LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  children.push(c)
+  c.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  const base = `http://127.0.0.1:${port}`
+  await waitHealthy(base)
+  console.log(`# ours: ${bin} pid ${c.pid} at ${base}, data ${dir}`)
+  return { base, pid: c.pid }
+}
+
+async function spawnRef() {
+  const pdsPort = await freePort()
+  const plcPort = await freePort()
+  const dir = path.join(os.tmpdir(), `srvbench-refpds-${pdsPort}`)
+  const c = spawn(
+    process.execPath,
+    [path.join(here, '..', 'start-refnet.mjs'), '--pds-port', String(pdsPort), '--plc-port', String(plcPort), '--data-dir', dir],
+    { cwd: path.join(here, '..'), stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  children.push(c)
+  c.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  return await new Promise((resolve, reject) => {
+    let buf = ''
+    c.stdout.on('data', (d) => {
+      buf += d
+      const m = buf.match(/^REFNET (.*)$/m)
+      if (m) {
+        const info = JSON.parse(m[1])
+        console.log(
+          `# ref: @atproto/pds ${info.pdsVersion} pid ${info.pdsPid} at ${info.pds}, devMode ${info.devMode}, node ${info.node}`,
+        )
+        resolve({ base: info.pds, pid: info.pdsPid })
+      }
+    })
+    c.once('exit', (code) => reject(new Error(`start-refnet exited ${code}`)))
+  })
+}
+
+async function xrpc(base, method, { body, token, query } = {}) {
+  const url = `${base}/xrpc/${method}` + (query ? '?' + new URLSearchParams(query) : '')
+  const headers = {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  if (token) headers.authorization = `Bearer ${token}`
+  const res = await fetch(url, {
+    method: body !== undefined ? 'POST' : 'GET',
+    headers,
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  })
+  const text = await res.text()
+  if (!res.ok) throw new Error(`${method} ${res.status}: ${text.slice(0, 300)}`)
+  return text ? JSON.parse(text) : null
+}
+
+let acctN = 0
+async function createAccount(base) {
+  const handle = `sb${Date.now().toString(36)}${acctN++}.test`
+  const r = await xrpc(base, 'com.atproto.server.createAccount', {
+    body: { handle, email: `${handle}@example.com`, password: 'bench-password-1' },
+  })
+  return { did: r.did, token: r.accessJwt }
+}
+
+// Runs wrk with `script` against `server` for `seconds`; returns its summary and the server's
+// CPU use. Fails on any error response or socket error.
+function runWrk(server, script, { threads, conns, seconds, args }) {
+  const wrkArgs = [
+    `-t${threads}`,
+    `-c${conns}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '30s',
+    '-s',
+    path.join(here, 'wrk', script),
+    server.base,
+    '--',
+    ...args,
+  ]
+  return new Promise((resolve, reject) => {
+    const cpu0 = cpuSeconds(server.pid)
+    const t0 = performance.now()
+    const w = spawn(WRK, wrkArgs, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    w.stdout.on('data', (d) => (out += d))
+    w.once('error', reject)
+    w.once('exit', (code) => {
+      const cores = (cpuSeconds(server.pid) - cpu0) / ((performance.now() - t0) / 1000)
+      const m = out.match(/^WRK (.*)$/m)
+      if (code !== 0 || !m) return reject(new Error(`wrk ${script} exited ${code}:\n${out}`))
+      const s = JSON.parse(m[1])
+      const errors = s.connect + s.read + s.write + s.status + s.timeout
+      if (errors > 0) return reject(new Error(`wrk ${script}: ${errors} failed requests: ${m[1]}`))
+      if (s.requests === 0) return reject(new Error(`wrk ${script}: no request completed`))
+      resolve({ ...s, perS: s.requests / (s.duration_us / 1e6), cores })
+    })
+  })
+}
+
+const results = {} // name -> { unit, ours, ref, load: {ours, ref}, note: {ours, ref} }
+function report(name, who, value, unit, note = '') {
+  const load = load1()
+  console.log(`bench ${who}.${name} ${value.toFixed(1)} ${unit}   # load ${load.toFixed(2)}${note ? ', ' + note : ''}`)
+  const r = (results[name] ??= { unit, load: {}, note: {} })
+  r[who] = value
+  r.load[who] = load
+  r.note[who] = note
+}
+
+async function measure(who, server, name, unit, script, opts, scale = 1) {
+  if (WARMUP > 0) await runWrk(server, script, { ...opts, seconds: WARMUP })
+  const s = await runWrk(server, script, { ...opts, seconds: DURATION })
+  const ms = (us) => (us / 1000).toFixed(2)
+  report(
+    name,
+    who,
+    s.perS * scale,
+    unit,
+    `server ${s.cores.toFixed(2)} cores, p50 ${ms(s.p50_us)} ms, p99 ${ms(s.p99_us)} ms, ${s.requests} requests`,
+  )
+}
+
+// Accounts and records each server needs, made before anything is measured.
+async function prepare(server) {
+  const seq = await createAccount(server.base)
+  const many = []
+  for (let i = 0; i < CLIENTS; i++) many.push(await createAccount(server.base))
+  const batch = await createAccount(server.base)
+  const reader = await createAccount(server.base)
+  const rkeys = []
+  for (let i = 0; i < 100; i++) {
+    const r = await xrpc(server.base, 'com.atproto.repo.createRecord', {
+      token: reader.token,
+      body: {
+        repo: reader.did,
+        collection: 'app.bsky.feed.post',
+        record: { $type: 'app.bsky.feed.post', text: `read me ${i}`, createdAt: new Date().toISOString() },
+      },
+    })
+    rkeys.push(r.uri.split('/').pop())
+  }
+  return { seq, many, batch, reader, rkeys }
+}
+
+try {
+  const servers = {}
+  if (ONLY !== 'ref') servers.ours = pos[0].startsWith('spawn:') ? await spawnOurs(pos[0].slice(6)) : { base: pos[0] }
+  if (ONLY !== 'ours') servers.ref = pos[1] === 'spawn' ? await spawnRef() : { base: pos[1] }
+  for (const [who, s] of Object.entries(servers)) {
+    if (!s.pid) throw new Error(`${who}: memory and CPU need a spawned server (spawn:<bin> / spawn)`)
+  }
+  console.log(`# ${os.cpus().length} cpus, wrk: ${spawnSync(WRK, ['--version']).stdout.toString().split('\n')[0]}`)
+  console.log(`# duration ${DURATION} s per figure after ${WARMUP} s warm-up; clients ${CLIENTS}; batch ${BATCH}`)
+  reportFsync('before')
+  await sleep(3000) // let both settle after start-up
+  for (const [who, s] of Object.entries(servers)) report('rss.idle', who, memory(s.pid).rss, 'MB')
+  const acc = {}
+  for (const [who, s] of Object.entries(servers)) acc[who] = await prepare(s)
+  const each = async (fn) => {
+    for (const [who, s] of Object.entries(servers)) await fn(who, s, acc[who])
+  }
+  await each((who, s, a) =>
+    measure(who, s, 'createRecord.seq', 'commits/s', 'create_record.lua', {
+      threads: 1,
+      conns: 1,
+      args: [a.seq.did, a.seq.token],
+    }),
+  )
+  await each((who, s, a) =>
+    measure(who, s, `createRecord.c${CLIENTS}`, 'commits/s', 'create_record.lua', {
+      threads: CLIENTS,
+      conns: CLIENTS,
+      args: a.many.flatMap((x) => [x.did, x.token]),
+    }),
+  )
+  await each((who, s, a) =>
+    measure(
+      who,
+      s,
+      `applyWrites${BATCH}`,
+      'records/s',
+      'apply_writes.lua',
+      { threads: 1, conns: 1, args: [a.batch.did, a.batch.token, String(BATCH)] },
+      BATCH,
+    ),
+  )
+  await each((who, s, a) =>
+    measure(who, s, 'getRecord', 'reads/s', 'get_record.lua', {
+      threads: READ_THREADS,
+      conns: READ_CONNS,
+      args: [a.reader.did, ...a.rkeys],
+    }),
+  )
+  reportFsync('after')
+  await sleep(3000)
+  for (const [who, s] of Object.entries(servers)) {
+    const m = memory(s.pid)
+    report('rss.after', who, m.rss, 'MB')
+    report('rss.peak', who, m.hwm, 'MB')
+  }
+  console.log('\n| metric | ours | ref | ours/ref | unit | load (ours/ref) |\n|---|---:|---:|---:|---|---|')
+  for (const [name, r] of Object.entries(results)) {
+    const lower = r.unit === 'MB'
+    const ratio = r.ours && r.ref ? (lower ? r.ref / r.ours : r.ours / r.ref).toFixed(1) + (lower ? 'x less' : 'x') : '-'
+    const ld = `${r.load.ours?.toFixed(2) ?? '-'} / ${r.load.ref?.toFixed(2) ?? '-'}`
+    console.log(`| ${name} | ${r.ours?.toFixed(1) ?? '-'} | ${r.ref?.toFixed(1) ?? '-'} | ${ratio} | ${r.unit} | ${ld} |`)
+  }
+  const f = (x) => (x ? `${x.median.toFixed(3)} ms (p90 ${x.p90.toFixed(3)})` : '-')
+  console.log(`\ndisk flush (write 4 KiB + fdatasync): before ${f(fsyncs.before)}, after ${f(fsyncs.after)}`)
+} catch (e) {
+  console.error(e)
+  process.exitCode = 1
+} finally {
+  cleanup()
+  setTimeout(() => process.exit(), 3000).unref()
+}
