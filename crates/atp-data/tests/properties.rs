@@ -110,7 +110,37 @@ proptest! {
     }
 
     #[test]
+    fn insert_map_entries_is_insert_then_encode(
+        map in proptest::collection::btree_map(arb_key(), arb_value(), 0..30),
+        extra in proptest::collection::btree_map(arb_key(), arb_value(), 0..4),
+    ) {
+        let bytes = cbor::to_vec(&Value::Map(map.clone()));
+        let encoded: Vec<(String, Vec<u8>)> =
+            extra.iter().map(|(k, v)| (k.clone(), cbor::to_vec(v))).collect();
+        let entries: Vec<(&str, &[u8])> =
+            encoded.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let mut out = vec![0x42];
+        let result = cbor::insert_map_entries(&bytes, &entries, &mut out);
+        if extra.keys().any(|k| map.contains_key(k)) {
+            prop_assert!(matches!(result, Err(cbor::InsertError::Exists(_))));
+            prop_assert_eq!(out, vec![0x42]);
+        } else {
+            result.unwrap();
+            let mut merged = map;
+            merged.extend(extra);
+            let want = cbor::to_vec(&Value::Map(merged));
+            prop_assert_eq!(&out[1..], want.as_slice());
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        // The allocation-free check gives the same verdict as the decoder.
+        prop_assert_eq!(cbor::validate(&bytes).err(), cbor::from_slice(&bytes).err());
+        let mut out = Vec::new();
+        if cbor::insert_map_entries(&bytes, &[("seq", &[0x01])], &mut out).is_err() {
+            prop_assert!(out.is_empty());
+        }
         if let Ok(value) = cbor::from_slice(&bytes) {
             prop_assert_eq!(cbor::to_vec(&value), bytes.clone());
         }

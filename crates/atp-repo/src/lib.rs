@@ -38,7 +38,10 @@ pub mod write;
 
 pub use blockstore::{BlockMap, BlockStore, FoundBlocks, MemoryBlockStore, StoreError};
 pub use commit::{CommitError, SignedCommit, UnsignedCommit, next_rev};
-pub use export::{ExportError, ExportStats, export_car, export_car_since};
+pub use export::{
+    ArenaExport, BlockArena, ExportError, ExportStats, export_car, export_car_from_arena,
+    export_car_since,
+};
 pub use import::{StagedCar, stage_car};
 pub use invert::{InvertError, invert_ops, verify_prev_data};
 pub use mst::{Mst, MstDiff, MstError};
@@ -49,5 +52,5 @@ pub use verify::{
 };
 pub use write::{
     CommitData, RecordOp, RecordWrite, RepoError, RepoHead, WriteAction, apply_commit, create_repo,
-    format_commit, format_genesis,
+    format_commit, format_commit_on, format_genesis,
 };

@@ -19,6 +19,7 @@
 //! blocks that match their CIDs (stores refuse mismatches on write, and CAR readers check them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::sync::Arc;
 
 use atp_data::Cid;
@@ -366,7 +367,7 @@ fn push_children(stack: &mut Vec<Pending>, node: &Node) {
 }
 
 /// Checks and decodes a node block; `height` is the height it must have (`None` for the root).
-fn decode_node(cid: &Cid, bytes: Vec<u8>, height: Option<u8>) -> NodeEntry {
+pub(crate) fn decode_node(cid: &Cid, bytes: Vec<u8>, height: Option<u8>) -> NodeEntry {
     if !atp_data::cid::matches(cid, &bytes) {
         return Err(VerifyError::HashMismatch { cid: *cid });
     }
@@ -386,5 +387,275 @@ fn decode_node(cid: &Cid, bytes: Vec<u8>, height: Option<u8>) -> NodeEntry {
             cid: *cid,
             reason: other.to_string().into(),
         }),
+    }
+}
+
+/// One entry of a [`ScannedNode`]: its key, its record's CID and its right subtree's CID, as
+/// ranges into the node's buffers.
+pub(crate) type ScannedEntry = (Range<usize>, Range<usize>, Option<Range<usize>>);
+
+/// A node read straight from its bytes by [`scan_node`]: its height, and its links and keys as
+/// ranges into two buffers it owns (`keys`, and `cids` holding each link's binary CID).
+#[derive(Debug, Default)]
+pub(crate) struct ScannedNode {
+    pub(crate) height: u8,
+    pub(crate) keys: Vec<u8>,
+    pub(crate) cids: Vec<u8>,
+    pub(crate) left: Option<Range<usize>>,
+    /// In key order.
+    pub(crate) entries: Vec<ScannedEntry>,
+}
+
+impl ScannedNode {
+    pub(crate) fn clear(&mut self) {
+        self.keys.clear();
+        self.cids.clear();
+        self.left = None;
+        self.entries.clear();
+    }
+
+    fn push_cid(&mut self, cid: &Cid) -> Range<usize> {
+        let start = self.cids.len();
+        // Writing to a Vec cannot fail.
+        let _ = cid.write_bytes(&mut self.cids);
+        start..self.cids.len()
+    }
+}
+
+/// Reads a node whose hash was checked, making the same checks as [`Node::decode`] without
+/// building a `Node`: the bytes must be exactly the canonical DAG-CBOR layout (anything else goes
+/// through `Node::decode`, for the precise error). Links are kept as they are written; each must
+/// be a canonical CID for the node to pass, which the caller checks by finding it among the
+/// repository's blocks (stored CIDs are canonical) or else by parsing it.
+pub(crate) fn scan_node(
+    cid: &Cid,
+    bytes: &[u8],
+    height: Option<u8>,
+    out: &mut ScannedNode,
+) -> Result<(), VerifyError> {
+    out.clear();
+    if cid.codec() == atp_data::cid::DAG_CBOR && scan_canonical(bytes, height, out).is_some() {
+        return Ok(());
+    }
+    // Not the exact layout, or a check failed: let the strict decoder say why.
+    out.clear();
+    let (node, _) = decode_node(cid, bytes.to_vec(), height)?;
+    out.height = node.height;
+    if let Some(Some(left)) = node.subtrees.first() {
+        out.left = Some(out.push_cid(&left.cid()));
+    }
+    for (i, leaf) in node.leaves.iter().enumerate() {
+        let start = out.keys.len();
+        out.keys.extend_from_slice(leaf.key.as_bytes());
+        let value = out.push_cid(&leaf.value);
+        let right = match node.subtrees.get(i + 1) {
+            Some(Some(sub)) => Some(out.push_cid(&sub.cid())),
+            _ => None,
+        };
+        out.entries.push((start..out.keys.len(), value, right));
+    }
+    Ok(())
+}
+
+/// The fast path of [`scan_node`]: `None` if the bytes are not exactly a canonical node that
+/// passes every check.
+pub(crate) fn scan_canonical(
+    bytes: &[u8],
+    height: Option<u8>,
+    out: &mut ScannedNode,
+) -> Option<()> {
+    use crate::mst::key::{common_prefix_len, height_for_key, is_plausible_key};
+    let mut r = Reader { bytes, pos: 0 };
+    r.expect(&[0xa2, 0x61, b'e'])?;
+    let count = r.header(4)?;
+    let mut node_height = height;
+    let mut prev: Option<Range<usize>> = None;
+    for _ in 0..count {
+        r.expect(&[0xa4, 0x61, b'k'])?;
+        let suffix_len = usize::try_from(r.header(2)?).ok()?;
+        let suffix = r.take(suffix_len)?;
+        r.expect(&[0x61, b'p'])?;
+        let prefix_len = usize::try_from(r.header(0)?).ok()?;
+        r.expect(&[0x61, b't'])?;
+        let right = r.optional_link(&mut out.cids)?;
+        r.expect(&[0x61, b'v'])?;
+        let value = r.link(&mut out.cids)?;
+        let keys = &mut out.keys;
+        let start = keys.len();
+        match &prev {
+            Some(p) => {
+                if prefix_len > p.len() {
+                    return None;
+                }
+                keys.extend_from_within(p.start..p.start + prefix_len);
+            }
+            None if prefix_len != 0 => return None,
+            None => {}
+        }
+        keys.extend_from_slice(suffix);
+        let key = &keys[start..];
+        if let Some(p) = &prev {
+            let prev_key = &keys[p.clone()];
+            if common_prefix_len(prev_key, key) != prefix_len || key <= prev_key {
+                return None;
+            }
+        }
+        if !is_plausible_key(key) {
+            return None;
+        }
+        let key_height = height_for_key(key);
+        if *node_height.get_or_insert(key_height) != key_height {
+            return None;
+        }
+        let end = keys.len();
+        out.entries.push((start..end, value, right));
+        prev = Some(start..end);
+    }
+    r.expect(&[0x61, b'l'])?;
+    let left = r.optional_link(&mut out.cids)?;
+    if r.pos != bytes.len() {
+        return None;
+    }
+    let node_height = match node_height {
+        Some(h) => h,
+        None if left.is_none() => 0,
+        None => return None,
+    };
+    let has_subtree = left.is_some() || out.entries.iter().any(|e| e.2.is_some());
+    if node_height == 0 && has_subtree {
+        return None;
+    }
+    if height.is_some() && out.entries.is_empty() && left.is_none() {
+        return None;
+    }
+    out.height = node_height;
+    out.left = left;
+    Some(())
+}
+
+/// A cursor over canonical DAG-CBOR for [`scan_canonical`].
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(slice)
+    }
+
+    fn expect(&mut self, want: &[u8]) -> Option<()> {
+        (self.take(want.len())? == want).then_some(())
+    }
+
+    /// A header of major type `major` in its minimal form; its argument.
+    fn header(&mut self, major: u8) -> Option<u64> {
+        let first = *self.take(1)?.first()?;
+        if first >> 5 != major {
+            return None;
+        }
+        let (n, min) = match first & 0x1f {
+            info @ 0..=23 => return Some(u64::from(info)),
+            24 => (1, 24),
+            25 => (2, 0x100),
+            26 => (4, 0x1_0000),
+            27 => (8, 0x1_0000_0000),
+            _ => return None,
+        };
+        let arg = self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        (arg >= min).then_some(arg)
+    }
+
+    /// Tag 42 over `0x00 ‖ CID bytes`: the CID bytes, copied to `cids` (not parsed).
+    fn link(&mut self, cids: &mut Vec<u8>) -> Option<Range<usize>> {
+        self.expect(&[0xd8, 42])?;
+        let len = usize::try_from(self.header(2)?).ok()?;
+        let raw = self.take(len)?;
+        let (0, cid) = raw.split_first()? else {
+            return None;
+        };
+        if cid.is_empty() {
+            return None;
+        }
+        let start = cids.len();
+        cids.extend_from_slice(cid);
+        Some(start..cids.len())
+    }
+
+    fn optional_link(&mut self, cids: &mut Vec<u8>) -> Option<Option<Range<usize>>> {
+        if self.bytes.get(self.pos) == Some(&0xf6) {
+            self.pos += 1;
+            return Some(None);
+        }
+        self.link(cids).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blockstore::MemoryBlockStore;
+
+    /// The fast path reads every node of a real tree, the same as the strict decoder.
+    #[tokio::test]
+    async fn scan_reads_canonical_nodes_like_the_decoder() {
+        let store = MemoryBlockStore::new();
+        let signer =
+            atp_crypto::Keypair::from_private_bytes(atp_crypto::Curve::K256, &[3u8; 32]).unwrap();
+        let did: atp_syntax::Did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap();
+        let records = (0..500)
+            .map(|i| {
+                let record = atp_data::Value::Map(std::collections::BTreeMap::from([(
+                    "n".to_owned(),
+                    atp_data::Value::Integer(i),
+                )]));
+                (
+                    "com.example.thing".parse().unwrap(),
+                    format!("k{i:05}").parse().unwrap(),
+                    record,
+                )
+            })
+            .collect();
+        let clock = atp_syntax::Tid::from_parts(1_700_000_000_000_000, 0);
+        crate::write::create_repo(&store, &did, records, &signer, &clock)
+            .await
+            .unwrap();
+        let mut nodes = 0;
+        for (cid, bytes) in store.all_blocks() {
+            let Ok((node, _)) = decode_node(&cid, bytes.clone(), None) else {
+                continue;
+            };
+            nodes += 1;
+            let mut scanned = ScannedNode::default();
+            assert!(
+                scan_canonical(&bytes, None, &mut scanned).is_some(),
+                "{cid}"
+            );
+            assert_eq!(scanned.height, node.height);
+            let keys: Vec<&[u8]> = scanned
+                .entries
+                .iter()
+                .map(|(k, _, _)| &scanned.keys[k.clone()])
+                .collect();
+            let want: Vec<&[u8]> = node.leaves.iter().map(|l| l.key.as_bytes()).collect();
+            assert_eq!(keys, want);
+            for ((_, value, _), leaf) in scanned.entries.iter().zip(node.leaves.iter()) {
+                assert_eq!(
+                    &scanned.cids[value.clone()],
+                    leaf.value.to_bytes().as_slice()
+                );
+            }
+            // A node checked against the wrong height falls back to the decoder's refusal.
+            let mut other = ScannedNode::default();
+            let wrong = Some(node.height + 1);
+            assert!(scan_canonical(&bytes, wrong, &mut other).is_none());
+            assert!(scan_node(&cid, &bytes, wrong, &mut other).is_err());
+        }
+        assert!(nodes > 10, "{nodes} nodes");
     }
 }

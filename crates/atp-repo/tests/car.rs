@@ -12,10 +12,10 @@ use atp_data::cid::cid_for_cbor;
 use atp_data::{Cid, Value};
 use atp_repo::mst::{EntryData, NodeData, height_for_key};
 use atp_repo::{
-    BlockKind, BlockMap, BlockStore, FoundBlocks, MemoryBlockStore, RecordWrite, RepoHead,
-    RepoSummary, SignatureStatus, SignedCommit, StoreError, Traversal, UnsignedCommit, VerifyError,
-    Visit, apply_commit, create_repo, export_car, export_car_since, format_commit, verify_car,
-    verify_repo,
+    ArenaExport, BlockArena, BlockKind, BlockMap, BlockStore, ExportError, FoundBlocks,
+    MemoryBlockStore, RecordWrite, RepoHead, RepoSummary, SignatureStatus, SignedCommit,
+    StoreError, Traversal, UnsignedCommit, VerifyError, Visit, apply_commit, create_repo,
+    export_car, export_car_since, format_commit, verify_car, verify_repo,
 };
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
 use proptest::prelude::*;
@@ -487,7 +487,98 @@ fn verify_nodes(
     nodes: &[(Cid, Vec<u8>)],
     record: &(Cid, Vec<u8>),
 ) -> Result<RepoSummary, VerifyError> {
-    verify_car(crafted(nodes, record).as_slice(), None)
+    let car = crafted(nodes, record);
+    let verdict = verify_car(car.as_slice(), None);
+    // The in-memory export refuses exactly what verification refuses, for the same reason.
+    let (roots, blocks) = read_blocks(&car);
+    let planned = ArenaExport::plan(&arena_of(&blocks), &roots[0]);
+    match (&verdict, &planned) {
+        (Ok(_), Ok(_)) => {}
+        (Err(v), Err(ExportError::Repo(p))) => assert_eq!(
+            std::mem::discriminant(v),
+            std::mem::discriminant(p),
+            "verify: {v}; arena export: {p}"
+        ),
+        (v, p) => panic!("verify: {v:?}; arena export: {p:?}"),
+    }
+    verdict
+}
+
+fn arena_of(blocks: &[(Cid, Vec<u8>)]) -> BlockArena {
+    let mut arena = BlockArena::new();
+    for (cid, bytes) in blocks {
+        arena.insert(cid, bytes);
+    }
+    arena
+}
+
+/// The blocks of a CAR with repeats dropped (first occurrence kept).
+fn unique(blocks: Vec<(Cid, Vec<u8>)>) -> Vec<(Cid, Vec<u8>)> {
+    let mut seen = BTreeSet::new();
+    blocks
+        .into_iter()
+        .filter(|(c, _)| seen.insert(*c))
+        .collect()
+}
+
+#[tokio::test]
+async fn arena_export_is_the_streamed_export() {
+    let (store, head) = repo(3000).await;
+    let streamed = export(&store, &head.cid).await;
+    let (_, blocks) = read_blocks(&streamed);
+    let arena = arena_of(&store.all_blocks().into_iter().collect::<Vec<_>>());
+    let (car, stats) = atp_repo::export_car_from_arena(&arena, &head.cid, Vec::new()).unwrap();
+    let (roots, got) = read_blocks(&car);
+    assert_eq!(roots, vec![head.cid]);
+    // Same blocks in the same order, each once (shared record blocks included).
+    assert_eq!(got, unique(blocks));
+    assert_eq!(stats.records, 3000);
+    assert_eq!(stats.blocks, got.len() as u64);
+    assert_eq!(stats.bytes, car.len() as u64);
+    verify_car(car.as_slice(), Some(&signer().public_key())).unwrap();
+
+    // Missing and corrupted blocks are refused before anything is written.
+    let mut without = store.all_blocks();
+    let (_, record) = got
+        .iter()
+        .find(|(c, b)| is_record(&got, c) && !b.is_empty())
+        .unwrap()
+        .clone();
+    let record_cid = got.iter().find(|(_, b)| *b == record).unwrap().0;
+    without.remove(&record_cid);
+    let err = ArenaExport::plan(
+        &arena_of(&without.into_iter().collect::<Vec<_>>()),
+        &head.cid,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ExportError::Repo(VerifyError::MissingBlock { kind: BlockKind::Record { .. }, cid }) if *cid == record_cid),
+        "{err}"
+    );
+    let mut corrupt = store.all_blocks();
+    let root = *head.commit.data();
+    let last = corrupt[&root].len() - 1;
+    corrupt.get_mut(&root).unwrap()[last] ^= 1;
+    let err = ArenaExport::plan(
+        &arena_of(&corrupt.into_iter().collect::<Vec<_>>()),
+        &head.cid,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ExportError::Repo(VerifyError::HashMismatch { cid }) if cid == root),
+        "{err}"
+    );
+    let err = ArenaExport::plan(&BlockArena::new(), &head.cid).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ExportError::Repo(VerifyError::MissingBlock {
+                kind: BlockKind::Commit,
+                ..
+            })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -586,5 +677,9 @@ proptest! {
         let summary = verify_car(car.as_slice(), Some(&signer().public_key())).unwrap();
         prop_assert_eq!(summary.records, ids.len() as u64);
         prop_assert_eq!(summary.data, *head.commit.data());
+        let arena = arena_of(&store.all_blocks().into_iter().collect::<Vec<_>>());
+        let (from_arena, _) =
+            atp_repo::export_car_from_arena(&arena, &head.cid, Vec::new()).unwrap();
+        prop_assert_eq!(read_blocks(&from_arena).1, unique(read_blocks(&car).1));
     }
 }

@@ -3,33 +3,50 @@
 //!
 //! Events are appended by `pds-store` in the transaction of the change they announce; the store
 //! bumps a watch of the last sequence number after each commit. One fan-out task waits on that
-//! watch, reads the new rows in order, encodes each frame **once** and broadcasts it on a bounded
-//! [`broadcast`] channel; every live subscriber shares the same bytes.
+//! watch, reads the new rows in order, encodes each frame **once**, appends it to a bounded
+//! in-memory window of recent frames ([`RECENT_FRAMES`] / [`RECENT_BYTES`]) and broadcasts it on a
+//! bounded [`broadcast`] channel; every subscriber shares the same bytes.
 //!
-//! A [`Subscription`] with a cursor subscribes to the broadcast *before* it queries the log,
-//! replays the log in pages until it is empty, then switches to the broadcast, skipping frames
-//! it already replayed: no gap (everything not yet broadcast when it subscribed is in the log by
-//! the time its replay reaches the end) and no duplicate. A subscriber whose receiver lags gets
-//! `ConsumerTooSlow` and is closed (a lag during the initial catch-up instead restarts the
-//! catch-up from the log, a few times).
+//! A [`Subscription`] with a cursor subscribes to the broadcast *before* it replays, then replays
+//! up to the present in batches: from the log (pages of [`PAGE`] events, encoded for it alone)
+//! while its cursor is older than the recent window, then from the window itself (shared frames,
+//! no query, no encoding); then it switches to the broadcast, skipping frames it already
+//! replayed. No gap: a frame is in the window before it is broadcast, so whatever is not in the
+//! window when the replay reaches its end is broadcast after the subscription started, and no
+//! duplicate. A subscriber whose receiver lags gets `ConsumerTooSlow` and is closed (a lag during
+//! the initial catch-up instead restarts the catch-up, a few times).
 //!
-//! Frames are `header ‖ body`, both DAG-CBOR: `{op: 1, t: "#commit"}` then the stored body with
-//! `seq` and `time` added; errors are `{op: -1}` then `{error, message}`.
+//! The window mirrors the log: an account deletion (which deletes the account's events from the
+//! log) drops its frames from the window too.
+//!
+//! Frames are `header ‖ body`, both DAG-CBOR: `{t: "#commit", op: 1}` then the stored body with
+//! `seq` and `time` inserted (without decoding the body: its `blocks` are copied as they are);
+//! errors are `{op: -1}` then `{error, message}`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use atp_data::Value;
+use atp_data::cbor::{Encoder, InsertError};
+use atp_syntax::Did;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use pds_store::{Store, StoreError, StoredEvent};
+use pds_store::{EventKind, Store, StoreError, StoredEvent};
 use tokio::sync::{OnceCell, broadcast};
 
 /// Live frames a subscriber may fall behind by before it is `ConsumerTooSlow`.
 pub const BROADCAST_CAPACITY: usize = 2048;
-/// Events read from the log per query.
-const PAGE: usize = 500;
+/// Events read from the log per query (what one replaying subscriber holds at most).
+const PAGE: usize = 256;
+/// Events the fan-out reads from the log per query.
+const FAN_OUT_PAGE: usize = 1000;
+/// Most frames kept in the recent window.
+pub const RECENT_FRAMES: usize = 16_384;
+/// Most bytes kept in the recent window.
+pub const RECENT_BYTES: usize = 32 << 20;
+/// Frames a replaying subscriber takes from the recent window at a time.
+const WINDOW_BATCH: usize = 1024;
 /// How far back a cursor may replay (the reference PDS's default `repoBackfillLimitMs`): older
 /// events are skipped and the subscriber is told with `#info` `OutdatedCursor`.
 pub const BACKFILL_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -62,6 +79,7 @@ pub struct Sequencer {
 struct Inner {
     store: Store,
     tx: broadcast::Sender<Frame>,
+    recent: Arc<RwLock<Recent>>,
     running: OnceCell<()>,
 }
 
@@ -73,12 +91,75 @@ impl std::fmt::Debug for Sequencer {
     }
 }
 
-fn header(op: i64, t: Option<&str>) -> Vec<u8> {
-    let mut m = BTreeMap::from([("op".to_owned(), Value::Integer(op))]);
-    if let Some(t) = t {
-        m.insert("t".to_owned(), Value::from(t));
+/// A frame in the recent window.
+#[derive(Debug, Clone)]
+struct Recent1 {
+    seq: i64,
+    time: DateTime<Utc>,
+    did: Did,
+    bytes: Bytes,
+}
+
+/// The newest frames, in order: every event of the log with `seq > base` that encodes (and was
+/// not deleted since) is in `frames`. `base` is `None` until the fan-out starts.
+#[derive(Debug, Default)]
+struct Recent {
+    base: Option<i64>,
+    frames: VecDeque<Recent1>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn push(&mut self, frame: Recent1) {
+        self.bytes += frame.bytes.len();
+        self.frames.push_back(frame);
+        while self.frames.len() > RECENT_FRAMES || self.bytes > RECENT_BYTES {
+            let Some(old) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= old.bytes.len();
+            self.base = Some(old.seq);
+        }
     }
-    atp_data::cbor::to_vec(&Value::Map(m))
+
+    /// Drops the frames of `did` older than `seq` (its events were deleted from the log).
+    fn forget(&mut self, did: &Did, seq: i64) {
+        self.frames.retain(|f| f.seq >= seq || f.did != *did);
+        self.bytes = self.frames.iter().map(|f| f.bytes.len()).sum();
+    }
+
+    /// Up to `max` frames after `after`, if the window covers everything after it (`None`: read
+    /// the log instead). An empty batch means the window has nothing newer.
+    fn after(&self, after: i64, max: usize) -> Option<Vec<Recent1>> {
+        if self.base.is_none_or(|base| after < base) {
+            return None;
+        }
+        let start = self.frames.partition_point(|f| f.seq <= after);
+        Some(self.frames.range(start..).take(max).cloned().collect())
+    }
+}
+
+fn read(lock: &RwLock<Recent>) -> RwLockReadGuard<'_, Recent> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(lock: &RwLock<Recent>) -> RwLockWriteGuard<'_, Recent> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `{t, op}` (DAG-CBOR key order: `t` before `op`), or `{op}` without `t`.
+fn write_header(out: &mut Vec<u8>, op: i64, t: Option<&str>) {
+    let mut enc = Encoder::new(out);
+    match t {
+        Some(t) => enc.map(2).str("t").str(t).str("op").int(op),
+        None => enc.map(1).str("op").int(op),
+    };
+}
+
+fn header(op: i64, t: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    write_header(&mut out, op, t);
+    out
 }
 
 /// The RFC 3339 form of an event time: milliseconds, `Z`.
@@ -86,19 +167,45 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Encodes a stored event as a frame: `{op: 1, t: "#<kind>"}` ‖ body with `seq` and `time`.
+fn type_tag(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Commit => "#commit",
+        EventKind::Sync => "#sync",
+        EventKind::Identity => "#identity",
+        EventKind::Account => "#account",
+    }
+}
+
+/// Encodes a stored event as a frame: `{t: "#<kind>", op: 1}` ‖ body with `seq` and `time`.
+/// The body's entries are checked and copied, not decoded and re-encoded.
 pub fn encode_event(event: &StoredEvent) -> Result<Frame, BadEventBody> {
     let bad = || BadEventBody { seq: event.seq };
-    let Ok(Value::Map(mut body)) = atp_data::cbor::from_slice(&event.body) else {
-        return Err(bad());
-    };
-    body.insert("seq".to_owned(), Value::Integer(event.seq));
-    body.insert(
-        "time".to_owned(),
-        Value::from(format_time(&event.time).as_str()),
-    );
-    let mut bytes = header(1, Some(&format!("#{}", event.kind.as_str())));
-    bytes.extend_from_slice(&atp_data::cbor::to_vec(&Value::Map(body)));
+    let mut bytes = Vec::with_capacity(event.body.len() + 64);
+    write_header(&mut bytes, 1, Some(type_tag(event.kind)));
+    let mut seq = Vec::with_capacity(9);
+    Encoder::new(&mut seq).int(event.seq);
+    let mut time = Vec::with_capacity(26);
+    Encoder::new(&mut time).str(&format_time(&event.time));
+    match atp_data::cbor::insert_map_entries(
+        &event.body,
+        &[("seq", &seq), ("time", &time)],
+        &mut bytes,
+    ) {
+        Ok(()) => {}
+        // A body that carries its own `seq` or `time`: ours replace them.
+        Err(InsertError::Exists(_)) => {
+            let Ok(Value::Map(mut body)) = atp_data::cbor::from_slice(&event.body) else {
+                return Err(bad());
+            };
+            body.insert("seq".to_owned(), Value::Integer(event.seq));
+            body.insert(
+                "time".to_owned(),
+                Value::from(format_time(&event.time).as_str()),
+            );
+            Encoder::new(&mut bytes).value(&Value::Map(body));
+        }
+        Err(_) => return Err(bad()),
+    }
     Ok(Frame {
         seq: event.seq,
         bytes: Bytes::from(bytes),
@@ -115,7 +222,7 @@ pub fn error_frame(error: &str, message: &str) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// An `#info` frame: `{op: 1, t: "#info"}` ‖ `{name, message}`.
+/// An `#info` frame: `{t: "#info", op: 1}` ‖ `{name, message}`.
 pub fn info_frame(name: &str, message: &str) -> Bytes {
     let mut bytes = header(1, Some("#info"));
     bytes.extend_from_slice(&atp_data::cbor::to_vec(&Value::Map(BTreeMap::from([
@@ -123,6 +230,20 @@ pub fn info_frame(name: &str, message: &str) -> Bytes {
         ("message".to_owned(), Value::from(message)),
     ]))));
     Bytes::from(bytes)
+}
+
+/// Whether an event announces an account deletion (`#account`, status `deleted`): the store
+/// deleted the account's earlier events with it.
+fn is_deletion(event: &StoredEvent) -> bool {
+    event.kind == EventKind::Account
+        && atp_data::cbor::from_slice(&event.body)
+            .ok()
+            .and_then(|body| {
+                body.get("status")
+                    .and_then(Value::as_str)
+                    .map(|s| s == "deleted")
+            })
+            .unwrap_or(false)
 }
 
 impl Sequencer {
@@ -139,6 +260,7 @@ impl Sequencer {
             inner: Arc::new(Inner {
                 store,
                 tx,
+                recent: Arc::new(RwLock::new(Recent::default())),
                 running: OnceCell::new(),
             }),
         }
@@ -163,9 +285,11 @@ impl Sequencer {
             .get_or_try_init(|| async {
                 let watch = self.inner.store.subscribe_seq();
                 let last = self.inner.store.last_seq().await?;
+                write(&self.inner.recent).base = Some(last);
                 let store = self.inner.store.clone();
                 let tx = self.inner.tx.clone();
-                tokio::spawn(fan_out(store, tx, watch, last));
+                let recent = Arc::clone(&self.inner.recent);
+                tokio::spawn(fan_out(store, tx, recent, watch, last));
                 Ok::<(), StoreError>(())
             })
             .await
@@ -185,6 +309,7 @@ impl Sequencer {
         let mut sub = Subscription {
             store: self.inner.store.clone(),
             tx: self.inner.tx.clone(),
+            recent: Arc::clone(&self.inner.recent),
             rx,
             pending: VecDeque::new(),
             last: cursor,
@@ -213,42 +338,52 @@ impl Sequencer {
     }
 }
 
-/// Reads each newly committed event once, encodes it and broadcasts it.
+/// Reads each newly committed event once, encodes it, keeps it in the recent window and
+/// broadcasts it.
 async fn fan_out(
     store: Store,
     tx: broadcast::Sender<Frame>,
+    recent: Arc<RwLock<Recent>>,
     mut watch: tokio::sync::watch::Receiver<i64>,
     mut last: i64,
 ) {
     loop {
         let head = *watch.borrow_and_update();
-        if head > last {
-            if tx.receiver_count() == 0 {
-                // Nobody listens: a later subscriber finds these in the log.
-                last = head;
-            } else {
-                loop {
-                    let page = match store.events_after(last, PAGE).await {
-                        Ok(page) => page,
-                        Err(e) => {
-                            tracing::error!(error = %e, "firehose: reading the event log failed");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    };
-                    if page.is_empty() {
-                        break;
-                    }
-                    for event in &page {
-                        last = event.seq;
-                        match encode_event(event) {
-                            Ok(frame) => {
-                                let _ = tx.send(frame);
-                            }
-                            Err(e) => tracing::error!(error = %e, "firehose: event skipped"),
-                        }
-                    }
+        while head > last {
+            let page = match store.events_after(last, FAN_OUT_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "firehose: reading the event log failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
+            };
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                last = event.seq;
+                let frame = match encode_event(event) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        tracing::error!(error = %e, "firehose: event skipped");
+                        continue;
+                    }
+                };
+                {
+                    // In the window before it is broadcast (see the module docs).
+                    let mut window = write(&recent);
+                    if is_deletion(event) {
+                        window.forget(&event.did, event.seq);
+                    }
+                    window.push(Recent1 {
+                        seq: event.seq,
+                        time: event.time,
+                        did: event.did.clone(),
+                        bytes: frame.bytes.clone(),
+                    });
+                }
+                let _ = tx.send(frame);
             }
         }
         if watch.changed().await.is_err() {
@@ -262,6 +397,7 @@ async fn fan_out(
 pub struct Subscription {
     store: Store,
     tx: broadcast::Sender<Frame>,
+    recent: Arc<RwLock<Recent>>,
     rx: broadcast::Receiver<Frame>,
     pending: VecDeque<Bytes>,
     /// The last sequence number delivered (or the cursor).
@@ -285,57 +421,106 @@ impl Subscription {
                 return None;
             }
             if self.replaying {
-                let after = self.last.unwrap_or(0);
-                let page = match self.store.events_after(after, PAGE).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::error!(error = %e, "firehose: replay failed");
-                        self.done = true;
-                        return None;
-                    }
-                };
-                if page.is_empty() {
-                    self.replaying = false;
-                    continue;
-                }
-                for event in &page {
-                    self.last = Some(event.seq);
-                    if event.time < self.cutoff {
-                        continue;
-                    }
-                    match encode_event(event) {
-                        Ok(frame) => self.pending.push_back(frame.bytes),
-                        Err(e) => tracing::error!(error = %e, "firehose: event skipped"),
-                    }
+                if let Err(e) = self.replay_batch().await {
+                    tracing::error!(error = %e, "firehose: replay failed");
+                    self.done = true;
+                    return None;
                 }
                 continue;
             }
             match self.rx.recv().await {
                 Ok(frame) => {
-                    if self.last.is_some_and(|last| frame.seq <= last) {
-                        continue;
+                    if let Some(bytes) = self.live(frame) {
+                        return Some(bytes);
                     }
-                    self.last = Some(frame.seq);
-                    self.delivered_live = true;
-                    return Some(frame.bytes);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if self.last.is_some() && !self.delivered_live && self.catchups < MAX_CATCHUPS {
-                        // Still catching up: subscribe again, then read the rest from the log.
-                        self.rx = self.tx.subscribe();
-                        self.replaying = true;
-                        self.catchups += 1;
-                        continue;
-                    }
-                    self.done = true;
-                    return Some(error_frame("ConsumerTooSlow", "Stream consumer too slow"));
-                }
+                Err(broadcast::error::RecvError::Lagged(_)) => self.lagged(),
                 Err(broadcast::error::RecvError::Closed) => {
                     self.done = true;
                     return None;
                 }
             }
         }
+    }
+
+    /// A frame that is ready now without waiting (buffered replay frames, or live frames
+    /// already broadcast), so that a writer can send several before flushing.
+    pub fn try_next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(bytes) = self.pending.pop_front() {
+                return Some(bytes);
+            }
+            if self.done || self.replaying {
+                return None;
+            }
+            match self.rx.try_recv() {
+                Ok(frame) => {
+                    if let Some(bytes) = self.live(frame) {
+                        return Some(bytes);
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.lagged(),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// A live frame, unless it was replayed already.
+    fn live(&mut self, frame: Frame) -> Option<Bytes> {
+        if self.last.is_some_and(|last| frame.seq <= last) {
+            return None;
+        }
+        self.last = Some(frame.seq);
+        self.delivered_live = true;
+        Some(frame.bytes)
+    }
+
+    /// The receiver fell behind the broadcast buffer.
+    fn lagged(&mut self) {
+        if self.last.is_some() && !self.delivered_live && self.catchups < MAX_CATCHUPS {
+            // Still catching up: subscribe again, then replay the rest.
+            self.rx = self.tx.subscribe();
+            self.replaying = true;
+            self.catchups += 1;
+            return;
+        }
+        self.done = true;
+        self.pending
+            .push_back(error_frame("ConsumerTooSlow", "Stream consumer too slow"));
+    }
+
+    /// Queues the next replayed frames, from the recent window if it covers the cursor, else
+    /// from the log; switches to live when there is nothing more.
+    async fn replay_batch(&mut self) -> Result<(), StoreError> {
+        let after = self.last.unwrap_or(0);
+        let cached = read(&self.recent).after(after, WINDOW_BATCH);
+        if let Some(batch) = cached {
+            if batch.is_empty() {
+                self.replaying = false;
+            }
+            for frame in batch {
+                self.last = Some(frame.seq);
+                if frame.time >= self.cutoff {
+                    self.pending.push_back(frame.bytes);
+                }
+            }
+            return Ok(());
+        }
+        let page = self.store.events_after(after, PAGE).await?;
+        if page.is_empty() {
+            self.replaying = false;
+        }
+        for event in &page {
+            self.last = Some(event.seq);
+            if event.time < self.cutoff {
+                continue;
+            }
+            match encode_event(event) {
+                Ok(frame) => self.pending.push_back(frame.bytes),
+                Err(e) => tracing::error!(error = %e, "firehose: event skipped"),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -499,6 +684,133 @@ mod tests {
             Some("ConsumerTooSlow")
         );
         assert!(next(&mut slow).await.is_none());
+    }
+
+    /// Frames replayed from the recent window are the frames the log gives, and a cursor older
+    /// than the window replays from the log, then from the window, then live.
+    #[tokio::test]
+    async fn window_replay_is_log_replay() {
+        let (_dir, store) = open().await;
+        let now = Utc::now();
+        let early = append(&store, 0, now).await;
+        let seq = Sequencer::new(store.clone());
+        seq.start(now).await.unwrap();
+        let mut seqs = vec![early];
+        for n in 1..40 {
+            seqs.push(append(&store, n, now).await);
+        }
+        // Wait until the fan-out has read them all.
+        for _ in 0..100 {
+            if read(&seq.inner.recent).frames.len() == 39 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(read(&seq.inner.recent).base, Some(early));
+        for cursor in [0, early, seqs[20]] {
+            let from_log: Vec<Bytes> = store
+                .events_after(cursor, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| encode_event(e).unwrap().bytes)
+                .collect();
+            let mut sub = seq.subscribe(Some(cursor), now).await.unwrap();
+            for want in &from_log {
+                let got = tokio::time::timeout(Duration::from_secs(5), sub.next())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(&got, want, "cursor {cursor}");
+            }
+            // Caught up: the next one is live, sent once.
+            assert!(sub.try_next().is_none());
+            let live = append(&store, 99, now).await;
+            assert_eq!(seq_of(&next(&mut sub).await.unwrap()), live);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(100), sub.next())
+                    .await
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn the_window_is_bounded_and_forgets_deleted_accounts() {
+        let did_a = did();
+        let did_b: Did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb".parse().unwrap();
+        let mut window = Recent {
+            base: Some(0),
+            ..Recent::default()
+        };
+        let frame = |seq: i64, did: &Did| Recent1 {
+            seq,
+            time: Utc::now(),
+            did: did.clone(),
+            bytes: Bytes::from(vec![0u8; 100]),
+        };
+        for seq in 1..=10 {
+            window.push(frame(seq, if seq % 2 == 0 { &did_a } else { &did_b }));
+        }
+        assert_eq!(window.after(0, 100).map(|f| f.len()), Some(10));
+        assert_eq!(window.after(7, 2).map(|f| f[0].seq), Some(8));
+        assert_eq!(window.after(10, 100).map(|f| f.len()), Some(0));
+        // did_a's events before 9 were deleted (9 would be its deletion event; 10 came after).
+        window.forget(&did_a, 9);
+        let left: Vec<i64> = window.frames.iter().map(|f| f.seq).collect();
+        assert_eq!(left, [1, 3, 5, 7, 9, 10]);
+        assert_eq!(window.bytes, 600);
+        for seq in 11..=(RECENT_FRAMES as i64 + 20) {
+            window.push(frame(seq, &did_b));
+        }
+        assert_eq!(window.frames.len(), RECENT_FRAMES);
+        let base = window.base.unwrap();
+        assert_eq!(window.frames.front().map(|f| f.seq), Some(base + 1));
+        assert!(window.after(base - 1, 1).is_none(), "older than the window");
+        assert!(window.after(base, 1).is_some());
+
+        let deleted = StoredEvent {
+            seq: 1,
+            did: did(),
+            kind: EventKind::Account,
+            body: atp_data::cbor::to_vec(&Value::Map(BTreeMap::from([
+                ("active".to_owned(), Value::Bool(false)),
+                ("status".to_owned(), Value::from("deleted")),
+            ]))),
+            time: Utc::now(),
+        };
+        assert!(is_deletion(&deleted));
+        let deactivated = StoredEvent {
+            body: atp_data::cbor::to_vec(&Value::Map(BTreeMap::from([
+                ("active".to_owned(), Value::Bool(false)),
+                ("status".to_owned(), Value::from("deactivated")),
+            ]))),
+            ..deleted.clone()
+        };
+        assert!(!is_deletion(&deactivated));
+    }
+
+    /// The frame of a body that already carries `seq`/`time` replaces them, as before.
+    #[test]
+    fn stored_seq_and_time_are_replaced() {
+        let time = Utc::now();
+        let event = StoredEvent {
+            seq: 7,
+            did: did(),
+            kind: EventKind::Identity,
+            body: atp_data::cbor::to_vec(&Value::Map(BTreeMap::from([
+                ("did".to_owned(), Value::from(did().as_str())),
+                ("seq".to_owned(), Value::Integer(1)),
+            ]))),
+            time,
+        };
+        let (header, body) = decode(&encode_event(&event).unwrap().bytes);
+        assert_eq!(header.get("t").and_then(Value::as_str), Some("#identity"));
+        assert_eq!(body.get("seq"), Some(&Value::Integer(7)));
+        assert_eq!(
+            body.get("time").and_then(Value::as_str),
+            Some(format_time(&time).as_str())
+        );
     }
 
     #[tokio::test]

@@ -57,6 +57,18 @@ impl<W: Write> CarWriter<W> {
         Ok(())
     }
 
+    /// Writes one block section whose content the caller holds contiguously: `varint(len) ‖
+    /// section`, where `section` is the CID's bytes followed by the block (as
+    /// [`CarWriter::write_block`] would write them). Nothing is checked.
+    pub fn write_section(&mut self, section: &[u8]) -> Result<(), CarError> {
+        let mut buf = [0; 10];
+        let prefix = varint::encode(section.len() as u64, &mut buf);
+        self.inner.write_all(prefix)?;
+        self.inner.write_all(section)?;
+        self.written += (prefix.len() + section.len()) as u64;
+        Ok(())
+    }
+
     /// Total bytes written so far, header included.
     pub fn bytes_written(&self) -> u64 {
         self.written

@@ -425,6 +425,211 @@ impl<'a> Decoder<'a> {
     }
 }
 
+impl<'a> Decoder<'a> {
+    /// Checks one item exactly as [`Decoder::value`] would, without building it: the same
+    /// refusals, no allocation.
+    fn skip(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let header = self.header()?;
+        match header.major {
+            MAJOR_UINT | MAJOR_NINT => {
+                if i64::try_from(header.arg).is_err() {
+                    return Err(DecodeError::IntegerOutOfRange {
+                        offset: header.offset,
+                    });
+                }
+            }
+            MAJOR_BYTES => {
+                let len = self.length(header)?;
+                self.take(len)?;
+            }
+            MAJOR_TEXT => {
+                let len = self.length(header)?;
+                let raw = self.take(len)?;
+                if std::str::from_utf8(raw).is_err() {
+                    return Err(DecodeError::InvalidUtf8 {
+                        offset: header.offset,
+                    });
+                }
+            }
+            MAJOR_ARRAY => {
+                Self::check_depth(header, depth + 1)?;
+                for _ in 0..self.length(header)? {
+                    self.skip(depth + 1)?;
+                }
+            }
+            MAJOR_MAP => {
+                Self::check_depth(header, depth + 1)?;
+                let mut previous = None;
+                for _ in 0..self.length(header)? {
+                    let (key, _) = self.map_key(previous)?;
+                    previous = Some(key);
+                    self.skip(depth + 1)?;
+                }
+            }
+            MAJOR_TAG => {
+                self.link(header)?;
+            }
+            _ => {
+                simple(header)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a map key (a text string) and checks it sorts after `previous`; returns the raw key
+    /// and the offset of its header.
+    fn map_key(&mut self, previous: Option<&[u8]>) -> Result<(&'a [u8], usize), DecodeError> {
+        let key_header = self.header()?;
+        if key_header.major != MAJOR_TEXT {
+            return Err(DecodeError::NonStringKey {
+                offset: key_header.offset,
+            });
+        }
+        let len = self.length(key_header)?;
+        let raw = self.take(len)?;
+        if std::str::from_utf8(raw).is_err() {
+            return Err(DecodeError::InvalidUtf8 {
+                offset: key_header.offset,
+            });
+        }
+        if let Some(prev) = previous {
+            match key_order(prev, raw) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(DecodeError::DuplicateKey {
+                        offset: key_header.offset,
+                        key: String::from_utf8_lossy(raw).into_owned(),
+                    });
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(DecodeError::KeyOrder {
+                        offset: key_header.offset,
+                        key: String::from_utf8_lossy(raw).into_owned(),
+                    });
+                }
+            }
+        }
+        Ok((raw, key_header.offset))
+    }
+}
+
+/// DAG-CBOR key order: shorter keys first, then bytewise.
+fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
+}
+
+/// Checks that `bytes` is exactly one DAG-CBOR value, with the same refusals as [`from_slice`],
+/// without building it (no allocation).
+pub fn validate(bytes: &[u8]) -> Result<(), DecodeError> {
+    let mut decoder = Decoder {
+        data: bytes,
+        pos: 0,
+    };
+    decoder.skip(0)?;
+    if decoder.pos != bytes.len() {
+        return Err(DecodeError::TrailingBytes {
+            offset: decoder.pos,
+            count: bytes.len() - decoder.pos,
+        });
+    }
+    Ok(())
+}
+
+/// Why [`insert_map_entries`] refused its input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InsertError {
+    /// The input is not canonical DAG-CBOR.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The input is a value other than a map.
+    #[error("not a map")]
+    NotAMap,
+    /// A key to insert is already in the map (or given twice).
+    #[error("key {0:?} is already in the map")]
+    Exists(String),
+    /// A value to insert is not one canonical DAG-CBOR value.
+    #[error("the value of {key:?} is not canonical DAG-CBOR: {error}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// What was wrong.
+        error: DecodeError,
+    },
+}
+
+/// Appends to `out` the encoded map `map` with `entries` (key, encoded value) added in canonical
+/// key order, without decoding the map's values: its other entries are checked (as strictly as
+/// [`from_slice`]) and copied as they are. This is how event-stream frames get `seq` and `time`
+/// added to a stored body without re-encoding its `blocks`.
+pub fn insert_map_entries(
+    map: &[u8],
+    entries: &[(&str, &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<(), InsertError> {
+    let mut new: Vec<(&str, &[u8])> = entries.to_vec();
+    new.sort_by(|a, b| key_order(a.0.as_bytes(), b.0.as_bytes()));
+    for pair in new.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            return Err(InsertError::Exists(pair[0].0.to_owned()));
+        }
+    }
+    for (key, value) in &new {
+        validate(value).map_err(|error| InsertError::BadValue {
+            key: (*key).to_owned(),
+            error,
+        })?;
+    }
+    let start = out.len();
+    let result = insert_into(map, new, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn insert_into(map: &[u8], new: Vec<(&str, &[u8])>, out: &mut Vec<u8>) -> Result<(), InsertError> {
+    let mut d = Decoder { data: map, pos: 0 };
+    let header = d.header()?;
+    if header.major != MAJOR_MAP {
+        // Report a malformed value as such rather than as "not a map".
+        d.pos = 0;
+        d.skip(0)?;
+        return Err(InsertError::NotAMap);
+    }
+    let count = d.length(header)?;
+    super::Encoder::new(out).map(count + new.len());
+    let mut pending = new.into_iter().peekable();
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..count {
+        let entry_start = d.pos;
+        let (key, _) = d.map_key(previous)?;
+        while let Some((k, v)) = pending.next_if(|(k, _)| key_order(k.as_bytes(), key).is_lt()) {
+            super::Encoder::new(out).str(k);
+            out.extend_from_slice(v);
+        }
+        if pending.peek().is_some_and(|(k, _)| k.as_bytes() == key) {
+            return Err(InsertError::Exists(
+                String::from_utf8_lossy(key).into_owned(),
+            ));
+        }
+        previous = Some(key);
+        d.skip(1)?;
+        out.extend_from_slice(&map[entry_start..d.pos]);
+    }
+    if d.pos != map.len() {
+        return Err(DecodeError::TrailingBytes {
+            offset: d.pos,
+            count: map.len() - d.pos,
+        }
+        .into());
+    }
+    for (k, v) in pending {
+        super::Encoder::new(out).str(k);
+        out.extend_from_slice(v);
+    }
+    Ok(())
+}
+
 fn utf8(raw: &[u8], offset: usize) -> Result<String, DecodeError> {
     std::str::from_utf8(raw)
         .map(str::to_owned)
@@ -579,6 +784,108 @@ mod tests {
         assert!(matches!(err(&ok), DecodeError::TooDeep { .. }));
         let ok = [vec![0x81; MAX_DEPTH - 1], vec![0x80]].concat();
         assert!(from_slice(&ok).is_ok());
+    }
+
+    /// `validate` refuses exactly what `from_slice` refuses, with the same error.
+    #[test]
+    fn validate_agrees_with_from_slice() {
+        let cid = crate::cid::cid_for_cbor(b"\xa0");
+        let deep = [vec![0x81; MAX_DEPTH], vec![0x80]].concat();
+        let shallow = [vec![0x81; MAX_DEPTH - 1], vec![0x80]].concat();
+        let inputs: Vec<Vec<u8>> = vec![
+            vec![0xf6],
+            vec![0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            vec![0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            vec![0x19, 0x00, 0xff],
+            vec![0x78, 1, b'a'],
+            vec![0x9f, 0xff],
+            vec![0xf9, 0, 0],
+            vec![0xf7],
+            vec![0xc1, 0],
+            vec![0x1c],
+            vec![0x62, 0xff, 0xfe],
+            vec![0xa1, 0x01, 0x01],
+            vec![0x00, 0x00],
+            vec![0x9a, 0xff, 0xff, 0xff, 0xff],
+            vec![0xa2, 0x61, b'b', 1, 0x62, b'a', b'a', 2],
+            vec![0xa2, 0x62, b'a', b'a', 2, 0x61, b'b', 1],
+            vec![0xa2, 0x61, b'a', 1, 0x61, b'a', 2],
+            vec![0xa1, 0x61, b'a', 0xa1, 0x61, 0xff, 0x01],
+            to_vec(&Value::Link(cid)),
+            vec![0xd8, 42, 0x40],
+            deep,
+            shallow,
+        ];
+        for bytes in inputs {
+            assert_eq!(
+                validate(&bytes).err(),
+                from_slice(&bytes).err(),
+                "{bytes:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn insert_map_entries_in_canonical_order() {
+        let body = to_vec(&Value::Map(BTreeMap::from([
+            ("ops".to_owned(), Value::Array(vec![Value::Null])),
+            ("rev".to_owned(), Value::from("r")),
+            ("repo".to_owned(), Value::from("did")),
+            ("blocks".to_owned(), Value::Bytes(vec![7; 300])),
+        ])));
+        let (seq, time) = (to_vec(&Value::Integer(1 << 40)), to_vec(&Value::from("t")));
+        let mut out = vec![0xaa];
+        insert_map_entries(&body, &[("time", &time), ("seq", &seq)], &mut out).unwrap();
+        let want = to_vec(&Value::Map(BTreeMap::from([
+            ("ops".to_owned(), Value::Array(vec![Value::Null])),
+            ("rev".to_owned(), Value::from("r")),
+            ("seq".to_owned(), Value::Integer(1 << 40)),
+            ("repo".to_owned(), Value::from("did")),
+            ("time".to_owned(), Value::from("t")),
+            ("blocks".to_owned(), Value::Bytes(vec![7; 300])),
+        ])));
+        assert_eq!(&out[1..], want.as_slice());
+        // 23 entries plus one: the map header grows by a byte.
+        let big: BTreeMap<String, Value> = (0..23)
+            .map(|i| (format!("k{i:02}"), Value::Integer(i)))
+            .collect();
+        let mut out = Vec::new();
+        insert_map_entries(
+            &to_vec(&Value::Map(big.clone())),
+            &[("a", &[0x00])],
+            &mut out,
+        )
+        .unwrap();
+        let mut want = big;
+        want.insert("a".to_owned(), Value::Integer(0));
+        assert_eq!(out, to_vec(&Value::Map(want)));
+        // Refusals leave `out` as it was.
+        let mut out = vec![1, 2];
+        assert_eq!(
+            insert_map_entries(&body, &[("rev", &seq)], &mut out),
+            Err(InsertError::Exists("rev".to_owned()))
+        );
+        assert_eq!(
+            insert_map_entries(&body, &[("x", &seq), ("x", &seq)], &mut out),
+            Err(InsertError::Exists("x".to_owned()))
+        );
+        assert_eq!(
+            insert_map_entries(&[0x80], &[("x", &seq)], &mut out),
+            Err(InsertError::NotAMap)
+        );
+        assert!(matches!(
+            insert_map_entries(&body, &[("x", &[0x18])], &mut out),
+            Err(InsertError::BadValue { .. })
+        ));
+        assert!(matches!(
+            insert_map_entries(&[&body[..], &[0]].concat(), &[("x", &seq)], &mut out),
+            Err(InsertError::Decode(DecodeError::TrailingBytes { .. }))
+        ));
+        assert!(matches!(
+            insert_map_entries(&body[..body.len() - 1], &[("x", &seq)], &mut out),
+            Err(InsertError::Decode(DecodeError::LengthExceedsInput { .. }))
+        ));
+        assert_eq!(out, [1, 2]);
     }
 
     #[test]

@@ -26,5 +26,8 @@ const MAJOR_TAG: u8 = 6;
 /// The CBOR tag DAG-CBOR uses for CID links.
 const TAG_CID: u64 = 42;
 
-pub use decode::{DecodeError, LinkError, MAX_DEPTH, from_slice, from_slice_prefix};
+pub use decode::{
+    DecodeError, InsertError, LinkError, MAX_DEPTH, from_slice, from_slice_prefix,
+    insert_map_entries, validate,
+};
 pub use encode::{Encoder, to_vec};

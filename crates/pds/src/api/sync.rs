@@ -23,7 +23,7 @@ use atp_syntax::{Did, Tid};
 use pds_store::{Account, BlobStatus};
 
 use crate::api::error::XrpcError;
-use crate::api::extract::{XrpcQuery, parse_param};
+use crate::api::extract::{XrpcQuery, cid_cursor, page_limit, parse_param};
 use crate::state::AppState;
 
 /// getBlob parameters.
@@ -37,7 +37,8 @@ fn blob_not_found() -> XrpcError {
     XrpcError::invalid_request("Blob not found").named("BlobNotFound")
 }
 
-/// `com.atproto.sync.getBlob`: the bytes of a permanent blob, sandboxed.
+/// `com.atproto.sync.getBlob`: the bytes of a permanent blob, sandboxed; not for a repository
+/// that is not served, nor for a taken-down blob (`BlobNotFound`), as the reference.
 pub async fn get_blob(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<GetBlobParams>,
@@ -45,6 +46,7 @@ pub async fn get_blob(
     let did: Did = parse_param("did", &p.did)?;
     let cid = atp_data::cid::parse(&p.cid)
         .map_err(|e| XrpcError::invalid_request(format!("Invalid cid: {e}")))?;
+    assert_repo_availability(&state, &did).await?;
     let meta = state.store().get_blob(&did, &cid).await?;
     let Some(meta) = meta.filter(|m| m.status == BlobStatus::Permanent && m.takedown_ref.is_none())
     else {
@@ -208,23 +210,8 @@ pub async fn list_blobs(
         .as_deref()
         .map(|s| parse_param("since", s))
         .transpose()?;
-    let limit = match p.limit {
-        None => 500,
-        Some(n @ 1..=1000) => usize::try_from(n).unwrap_or(500),
-        Some(_) => {
-            return Err(XrpcError::invalid_request(
-                "limit must be between 1 and 1000",
-            ));
-        }
-    };
-    let after = p
-        .cursor
-        .as_deref()
-        .map(|c| {
-            atp_data::cid::parse(c)
-                .map_err(|e| XrpcError::invalid_request(format!("Invalid cursor: {e}")))
-        })
-        .transpose()?;
+    let limit = page_limit(p.limit, 500, 1000)?;
+    let after = cid_cursor(p.cursor.as_deref())?;
     assert_repo_availability(&state, &did).await?;
     let cids = state.store().list_blobs(&did, since, after, limit).await?;
     let mut out = json!({"cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>()});
@@ -247,15 +234,7 @@ pub async fn list_repos(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<ListReposParams>,
 ) -> Result<Json<Value>, XrpcError> {
-    let limit = match p.limit {
-        None => 500,
-        Some(n @ 1..=1000) => usize::try_from(n).unwrap_or(500),
-        Some(_) => {
-            return Err(XrpcError::invalid_request(
-                "limit must be between 1 and 1000",
-            ));
-        }
-    };
+    let limit = page_limit(p.limit, 500, 1000)?;
     let after: Option<Did> = p
         .cursor
         .as_deref()

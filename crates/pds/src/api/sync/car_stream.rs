@@ -1,5 +1,5 @@
 //! Streaming a CAR body: an export writing to a [`std::io::Write`] runs on a blocking thread and
-//! hands 64 KiB chunks to the response body through a bounded channel.
+//! hands 256 KiB chunks to the response body through a bounded channel.
 //!
 //! The channel gives backpressure (at most [`CHUNKS_IN_FLIGHT`] chunks wait for a slow client),
 //! and a client that goes away closes the channel, which fails the next write and stops the
@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// Bytes per chunk sent to the body.
-const CHUNK: usize = 64 * 1024;
+/// Bytes per chunk sent to the body (big enough that handing chunks over costs little).
+const CHUNK: usize = 256 * 1024;
 /// Chunks that may wait in the channel.
 const CHUNKS_IN_FLIGHT: usize = 4;
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use atp_data::Cid;
 use atp_data::car::CarWriter;
-use atp_repo::{BlockMap, BlockStore, Mst};
+use atp_repo::{ArenaExport, BlockMap, BlockStore, Mst};
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
 
 use super::car_stream::{CAR_MIME, car_response};
@@ -15,6 +15,7 @@ use super::{DidParams, assert_repo_availability};
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcQuery, parse_param};
 use crate::state::AppState;
+use pds_store::RepoSnapshot;
 
 /// getRepo parameters.
 #[derive(Debug, Deserialize)]
@@ -28,7 +29,9 @@ fn repo_not_found(did: &Did) -> XrpcError {
 }
 
 /// `com.atproto.sync.getRepo`: the whole repository as a CAR (commit first, then the tree in
-/// walk order), or with `since` the commit and every block stored by a later revision. Streamed.
+/// walk order, each block once), or with `since` the commit and every block stored by a later
+/// revision. Streamed; a repository that fits in memory is read with one query and checked
+/// before the response starts.
 pub async fn get_repo(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<GetRepoParams>,
@@ -51,12 +54,41 @@ pub async fn get_checkout(
     stream_repo(&state, did, None).await
 }
 
+/// Most bytes of blocks a full export reads into memory at once (a repository of about 150,000
+/// records); larger repositories are walked from the store in batches.
+const SNAPSHOT_BYTES: usize = 24 << 20;
+/// Full exports that may hold a repository in memory at the same time; others walk the store.
+static SNAPSHOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn stream_repo(
     state: &AppState,
     did: Did,
     since: Option<Tid>,
 ) -> Result<Response, XrpcError> {
     assert_repo_availability(state, &did).await?;
+    if since.is_none()
+        && let Ok(permit) = SNAPSHOTS.try_acquire()
+    {
+        // The root and every block in one read, then a checked walk in memory before the
+        // first byte is sent: a broken repository is an error status, not a truncated body.
+        match state.store().repo_snapshot(&did, SNAPSHOT_BYTES).await? {
+            None => return Err(repo_not_found(&did)),
+            Some(RepoSnapshot::Loaded { root, blocks }) => {
+                let (plan, blocks) = tokio::task::spawn_blocking(move || {
+                    (ArenaExport::plan(&blocks, &root.commit), blocks)
+                })
+                .await
+                .map_err(XrpcError::internal)?;
+                let plan = plan.map_err(XrpcError::internal)?;
+                return Ok(car_response(move |out| async move {
+                    // Held until the blocks are written and freed.
+                    let _permit = permit;
+                    plan.write(&blocks, out).map(|(out, _)| out)
+                }));
+            }
+            Some(RepoSnapshot::TooLarge { .. }) => {}
+        }
+    }
     let root = state
         .store()
         .repo_root(&did)
@@ -82,7 +114,8 @@ pub struct GetRecordParams {
 
 /// `com.atproto.sync.getRecord`: a CAR rooted at the current commit holding the commit, the MST
 /// nodes on the record's path and the record. As in the reference, a record that does not exist
-/// gives the proof of its absence (the commit and the path nodes).
+/// gives the proof of its absence (the commit and the path nodes); a taken-down record is
+/// `RecordNotFound`.
 pub async fn get_record(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<GetRecordParams>,
@@ -91,6 +124,13 @@ pub async fn get_record(
     let collection: Nsid = parse_param("collection", &p.collection)?;
     let rkey: RecordKey = parse_param("rkey", &p.rkey)?;
     assert_repo_availability(&state, &did).await?;
+    let indexed = state.store().get_record(&did, &collection, &rkey).await?;
+    if indexed.is_some_and(|r| r.takedown_ref.is_some()) {
+        return Err(XrpcError::invalid_request(format!(
+            "Could not locate record: at://{did}/{collection}/{rkey}"
+        ))
+        .named("RecordNotFound"));
+    }
     let head = state
         .store()
         .repo_head(&did)
