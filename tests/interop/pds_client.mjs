@@ -10,6 +10,7 @@
 
 import assert from 'node:assert/strict'
 import { AtpAgent, CredentialSession, RichText } from '@atproto/api'
+import { finish, rejection, step } from './steps.mjs'
 
 const service = process.argv[2]
 if (!service) {
@@ -26,31 +27,6 @@ const PNG = Buffer.from(
   'base64',
 )
 
-let passed = 0
-let failed = 0
-
-async function step(name, fn) {
-  try {
-    await fn()
-    passed++
-    console.log(`ok ${name}`)
-  } catch (e) {
-    failed++
-    console.log(`FAILED ${name}: ${e?.stack ?? e}`)
-    console.log(`${passed} passed, ${failed} failed`)
-    process.exit(1)
-  }
-}
-
-// The error an XRPC call rejects with (the call must fail).
-async function rejection(promise) {
-  try {
-    await promise
-  } catch (e) {
-    return e
-  }
-  assert.fail('expected the call to fail')
-}
 
 const agent = new AtpAgent({ service })
 let did
@@ -259,5 +235,4 @@ await step('handle update', async () => {
   assert.equal(repo.data.handle, 'alice2.test')
 })
 
-console.log(`${passed} passed, ${failed} failed`)
-process.exit(failed === 0 ? 0 : 1)
+finish()

@@ -8,11 +8,12 @@
 // (formatDidDoc; the lib renders the older format, so the check maps it to the current
 // plc.directory one: `Multikey` with absolute ids, the same key, the same contexts plus multikey/v1).
 //
-// Prints `ok`/`not ok` per step and a last line `N passed, M failed`; exits 1 on any failure.
+// Prints `ok <step>` per step (`FAILED` and exit 1 at the first failure) and a last line `N passed, M failed`.
 // Run by crates/pds/tests/interop_plc.rs; only talks to PLC_URL (127.0.0.1).
 
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { finish, rejection, step } from './steps.mjs'
 
 const require = createRequire(import.meta.url)
 const plc = require('@did-plc/lib')
@@ -32,20 +33,6 @@ if (!url || !url.startsWith('http://127.0.0.1:')) {
 }
 const client = new plc.Client(url)
 
-let passed = 0
-let failed = 0
-async function step(name, fn) {
-  try {
-    await fn()
-    passed++
-    console.log(`ok - ${name}`)
-  } catch (err) {
-    failed++
-    console.log(`not ok - ${name}`)
-    console.log(String(err && err.stack ? err.stack : err).replace(/^/gm, '    '))
-    if (err && err.data !== undefined) console.log(`    response: ${JSON.stringify(err.data)}`)
-  }
-}
 
 // Rejects with a PlcClientError of this status; returns the response body.
 async function expectStatus(promise, status) {
@@ -253,5 +240,4 @@ await step('unknown DID: 404 with the reference message', async () => {
   }
 })
 
-console.log(`${passed} passed, ${failed} failed`)
-process.exit(failed === 0 && passed > 0 ? 0 : 1)
+finish()
