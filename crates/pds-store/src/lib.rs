@@ -55,6 +55,10 @@
 //! - `email_token(did, purpose, token, requested_at; PK (did, purpose))`, unique on
 //!   `(purpose, token)`.
 //! - `account_pref(id PK, did, name, value_json)`.
+//! - `import_block(did, cid, bytes, used; PK (did, cid))`, `import_record(did, collection, rkey, cid)`
+//!   and `import_record_blob(did, collection, rkey, blob_cid, mime_type, size)`: the staging area of
+//!   a repository import (`import`), emptied when the import is swapped in or refused.
+//! - Index `event_by_did (did, seq)`: an account's events, deleted with the account.
 //!
 //! # Tricky bits
 //! - Time is an argument (`now`) everywhere; the store never reads the clock.
@@ -66,38 +70,48 @@
 #![warn(missing_docs)]
 
 mod account;
+mod admin;
 mod blob;
 mod blockstore;
 mod db;
 mod email;
 mod error;
 mod event;
+mod import;
 mod invite;
 mod lock;
 mod migrations;
 mod pref;
 mod record;
 mod repo;
+// sync: a whole repository read at once for a full export (getRepo)
+mod repo_export;
+mod scheduled;
 mod session;
+mod since_rev;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use account::{Account, CreatedAccount, ListedRepo, NewAccount};
+pub use admin::{AccountStatusChange, InviteCursor, InviteSort};
 pub use blob::{
     BlobCounts, BlobMeta, BlobStatus, MissingBlob, NewUpload, PromotedBlob, TempBlobFile,
     UnknownBlobStatus, UploadOutcome,
 };
 pub use blockstore::SqliteBlockStore;
-pub use email::EmailTokenPurpose;
+pub use email::{EmailToken, EmailTokenPurpose, read_email_token};
 pub use error::StoreError;
 pub use event::{EventKind, NewEvent, StoredEvent, UnknownEventKind};
+pub use import::{ImportOutcome, ImportStaging, ImportedHead, ResignedHead, StagedRecord};
 pub use invite::{InviteCode, InviteCodeUse, NewInviteCode};
 pub use lock::{RepoGuard, RepoLocks};
 pub use pref::Preference;
 pub use record::{ListRecords, MAX_LIST_LIMIT, StoredRecord};
 pub use repo::{CommitOutcome, MissingBlobs, RepoCommit, RepoRoot};
+pub use repo_export::RepoSnapshot;
 pub use session::{AppPassword, REFRESH_GRACE, RefreshToken, Rotation};
+pub use since_rev::SINCE_REV_LIMIT;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "pds.sqlite";

@@ -145,6 +145,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX account_pref_by_did ON account_pref (did, id);
     ",
+    // 2: admin: an account's events, for deleting them with the account.
+    "CREATE INDEX event_by_did ON event (did, seq);",
+    // 3: migration: staging area of repository imports (see `import.rs`).
+    "
+    CREATE TABLE import_block (
+        did TEXT NOT NULL REFERENCES account (did) ON DELETE CASCADE,
+        cid BLOB NOT NULL,
+        bytes BLOB NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0 CHECK (used IN (0, 1)),
+        PRIMARY KEY (did, cid)
+    ) STRICT;
+    CREATE TABLE import_record (
+        did TEXT NOT NULL REFERENCES account (did) ON DELETE CASCADE,
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        cid BLOB NOT NULL,
+        PRIMARY KEY (did, collection, rkey)
+    ) STRICT;
+    CREATE INDEX import_record_by_cid ON import_record (did, cid);
+    CREATE TABLE import_record_blob (
+        did TEXT NOT NULL REFERENCES account (did) ON DELETE CASCADE,
+        collection TEXT NOT NULL,
+        rkey TEXT NOT NULL,
+        blob_cid BLOB NOT NULL,
+        mime_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (did, collection, rkey, blob_cid)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build creates and understands.

@@ -42,6 +42,13 @@ const SUPPORTED: &[&str] = &[
     "PDS_REPORT_SERVICE_URL",
     "PDS_REPORT_SERVICE_DID",
     "PDS_DEV_MODE",
+    "PDS_MAX_REPO_IMPORT_SIZE",
+    "PDS_ACCEPTING_REPO_IMPORTS",
+    // email and jobs
+    "PDS_EMAIL_SMTP_URL",
+    "PDS_EMAIL_FROM_ADDRESS",
+    "PDS_JOBS_INTERVAL_MS",
+    "PDS_BLOB_TEMP_TTL_MS",
 ];
 
 /// A configuration variable with a malformed value.
@@ -103,6 +110,19 @@ pub struct Config {
     pub invite_required: bool,
     /// Largest blob upload, in bytes.
     pub blob_upload_limit: u64,
+    /// `PDS_MAX_REPO_IMPORT_SIZE`: largest repository CAR `importRepo` accepts, in bytes
+    /// (default: the blob upload limit, as the reference).
+    pub max_repo_import_size: u64,
+    /// `PDS_ACCEPTING_REPO_IMPORTS` (default true): whether `importRepo` is open.
+    pub accepting_repo_imports: bool,
+    /// `PDS_EMAIL_SMTP_URL` and `PDS_EMAIL_FROM_ADDRESS` (both or neither); `None`: emails are
+    /// logged, not sent.
+    pub email: Option<crate::service::mailer::EmailConfig>,
+    /// `PDS_JOBS_INTERVAL_MS` (ours; default 1 minute): how often the background jobs run.
+    pub jobs_interval: std::time::Duration,
+    /// `PDS_BLOB_TEMP_TTL_MS` (ours; default 1 hour): how long an upload no record references
+    /// is kept.
+    pub blob_temp_ttl: std::time::Duration,
     /// Relays to notify of updates.
     pub crawlers: Vec<String>,
     /// `PDS_REPO_BACKFILL_LIMIT_MS`: how long firehose events are kept (and replayable).
@@ -246,13 +266,29 @@ impl Config {
                 )
             })?;
         }
+        let blob_upload_limit = vars
+            .number("PDS_BLOB_UPLOAD_LIMIT")?
+            .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT);
+        let email = parse_email(&vars)?;
         let config = Config {
+            email,
+            jobs_interval: std::time::Duration::from_millis(
+                vars.number("PDS_JOBS_INTERVAL_MS")?
+                    .unwrap_or(60_000)
+                    .max(1),
+            ),
+            blob_temp_ttl: std::time::Duration::from_millis(
+                vars.number("PDS_BLOB_TEMP_TTL_MS")?
+                    .unwrap_or(60 * 60 * 1000),
+            ),
+            max_repo_import_size: vars
+                .number("PDS_MAX_REPO_IMPORT_SIZE")?
+                .unwrap_or(blob_upload_limit),
+            accepting_repo_imports: vars.bool("PDS_ACCEPTING_REPO_IMPORTS")?.unwrap_or(true),
             port: vars.number("PDS_PORT")?.unwrap_or(DEFAULT_PORT),
             service_handle_domains: parse_domains(vars.get("PDS_SERVICE_HANDLE_DOMAINS"))?,
             invite_required: vars.bool("PDS_INVITE_REQUIRED")?.unwrap_or(false),
-            blob_upload_limit: vars
-                .number("PDS_BLOB_UPLOAD_LIMIT")?
-                .unwrap_or(DEFAULT_BLOB_UPLOAD_LIMIT),
+            blob_upload_limit,
             crawlers: parse_crawlers(vars.get("PDS_CRAWLERS"))?,
             repo_backfill_limit: std::time::Duration::from_millis(
                 vars.number("PDS_REPO_BACKFILL_LIMIT_MS")?
@@ -304,6 +340,34 @@ impl Config {
             PlcConfig::Remote { url } => url.clone(),
         }
     }
+}
+
+/// Both email variables or neither (as the reference), checked without connecting.
+fn parse_email(vars: &Vars) -> Result<Option<crate::service::mailer::EmailConfig>, ConfigError> {
+    let url = vars.get("PDS_EMAIL_SMTP_URL");
+    let from = vars.get("PDS_EMAIL_FROM_ADDRESS");
+    let (smtp_url, from_address) = match (url, from) {
+        (None, None) => return Ok(None),
+        (Some(u), Some(f)) => (u.to_owned(), f.to_owned()),
+        (Some(_), None) => {
+            return Err(bad(
+                "PDS_EMAIL_FROM_ADDRESS",
+                "required when PDS_EMAIL_SMTP_URL is set".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "PDS_EMAIL_SMTP_URL",
+                "required when PDS_EMAIL_FROM_ADDRESS is set".into(),
+            ));
+        }
+    };
+    let email = crate::service::mailer::EmailConfig {
+        smtp_url,
+        from_address,
+    };
+    crate::service::mailer::check_config(&email).map_err(|(var, problem)| bad(var, problem))?;
+    Ok(Some(email))
 }
 
 fn parse_hostname(h: &str) -> Result<String, ConfigError> {
@@ -410,7 +474,9 @@ mod tests {
             ("PDS_CRAWLERS", "https://bsky.network"),
             ("PDS_BSKY_APP_VIEW_URL", "https://api.bsky.app"),
             ("PDS_BSKY_APP_VIEW_DID", "did:web:api.bsky.app"),
-            ("PDS_EMAIL_SMTP_URL", "smtp://x"),
+            ("PDS_EMAIL_SMTP_URL", "smtp://user:secret@mail.example.com"),
+            ("PDS_EMAIL_FROM_ADDRESS", "PDS <pds@example.com>"),
+            ("PDS_MODERATION_EMAIL_SMTP_URL", "smtp://x"),
             ("HOME", "/root"),
         ])
         .unwrap();
@@ -435,7 +501,8 @@ mod tests {
         );
         assert_eq!(c.bsky_app_view.unwrap().did, "did:web:api.bsky.app");
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("PDS_EMAIL_SMTP_URL"));
+        assert!(warnings[0].contains("PDS_MODERATION_EMAIL_SMTP_URL"));
+        assert_eq!(c.email.unwrap().from_address, "PDS <pds@example.com>");
     }
 
     #[test]
@@ -460,6 +527,7 @@ mod tests {
             ("PDS_BSKY_APP_VIEW_URL", "https://api.bsky.app"),
             ("PDS_PLC_EMBEDDED_PORT", "x"),
             ("PDS_DEV_MODE", "on-ish"),
+            ("PDS_JOBS_INTERVAL_MS", "soon"),
         ];
         for (var, value) in cases {
             let err = parse(&[(var, value)]).unwrap_err();
@@ -470,6 +538,38 @@ mod tests {
             };
             assert_eq!(err.var, expected, "{var}={value}: {err}");
             assert!(err.to_string().starts_with(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn email_needs_both_variables_and_valid_values() {
+        let (c, _) = parse(&[]).unwrap();
+        assert_eq!(c.email, None);
+        assert_eq!(c.jobs_interval, std::time::Duration::from_secs(60));
+        assert_eq!(c.blob_temp_ttl, std::time::Duration::from_secs(3600));
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("PDS_EMAIL_SMTP_URL", "smtp://h")],
+                "PDS_EMAIL_FROM_ADDRESS",
+            ),
+            (&[("PDS_EMAIL_FROM_ADDRESS", "a@b.c")], "PDS_EMAIL_SMTP_URL"),
+            (
+                &[
+                    ("PDS_EMAIL_SMTP_URL", "mail.example.com"),
+                    ("PDS_EMAIL_FROM_ADDRESS", "a@b.c"),
+                ],
+                "PDS_EMAIL_SMTP_URL",
+            ),
+            (
+                &[
+                    ("PDS_EMAIL_SMTP_URL", "smtp://h"),
+                    ("PDS_EMAIL_FROM_ADDRESS", "nobody"),
+                ],
+                "PDS_EMAIL_FROM_ADDRESS",
+            ),
+        ];
+        for (pairs, var) in cases {
+            assert_eq!(parse(pairs).unwrap_err().var, *var, "{pairs:?}");
         }
     }
 }

@@ -8,6 +8,8 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod crawlers;
+pub mod jobs;
+pub mod lexicons;
 pub mod retention;
 pub mod sequencer;
 pub mod serve;

@@ -26,7 +26,8 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let state = build_state(config).await?;
     let config = state.config().clone();
-    crate::retention::spawn(state.store().clone(), config.repo_backfill_limit);
+    // Background jobs (scheduled deletions, stale uploads, event retention): see `jobs.rs`.
+    crate::jobs::spawn(state.clone());
     crate::crawlers::spawn(
         state.store(),
         config.crawlers.clone(),

@@ -150,10 +150,12 @@ impl Plc {
                 Err(e) if e.is_rejection() => Err(PlcSubmitError::Rejected(e.to_string())),
                 Err(e) => Err(PlcSubmitError::Unavailable(e.to_string())),
             },
-            Plc::Remote(client) => client
-                .submit(did, op)
-                .await
-                .map_err(|e| PlcSubmitError::Unavailable(e.to_string())),
+            Plc::Remote(client) => client.submit(did, op).await.map_err(|e| match e {
+                atp_identity::resolve::PlcError::Rejected { message, .. } => {
+                    PlcSubmitError::Rejected(message)
+                }
+                other => PlcSubmitError::Unavailable(other.to_string()),
+            }),
         }
     }
 }
@@ -172,6 +174,9 @@ struct Inner {
     writer: RepoWriter,
     sequencer: Sequencer,
     resolver: Option<IdentityResolver>,
+    lexicons: Arc<atp_lexicon::Catalog>,
+    upstream: crate::api::proxy::Upstream,
+    mailer: crate::service::mailer::Mailer,
 }
 
 impl std::fmt::Debug for AppState {
@@ -194,6 +199,13 @@ impl AppState {
     ) -> AppState {
         let writer = RepoWriter::new(store.clone(), &config);
         let sequencer = Sequencer::new(store.clone());
+        let upstream = crate::api::proxy::Upstream::new(&config);
+        // The configuration was checked when parsed; a mailer that cannot be built only logs.
+        let mailer =
+            crate::service::mailer::Mailer::new(config.email.as_ref()).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "emails will be logged, not sent");
+                crate::service::mailer::Mailer::log_only()
+            });
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -203,6 +215,9 @@ impl AppState {
                 writer,
                 sequencer,
                 resolver,
+                lexicons: crate::lexicons::catalog(),
+                upstream,
+                mailer,
             }),
         }
     }
@@ -237,8 +252,23 @@ impl AppState {
         &self.inner.writer
     }
 
+    /// The proxy's outbound HTTP clients.
+    pub fn upstream(&self) -> &crate::api::proxy::Upstream {
+        &self.inner.upstream
+    }
+
+    /// The Lexicon schemas (the embedded `lexicons/` tree).
+    pub fn lexicons(&self) -> &atp_lexicon::Catalog {
+        &self.inner.lexicons
+    }
+
     /// The firehose fan-out.
     pub fn sequencer(&self) -> &Sequencer {
         &self.inner.sequencer
+    }
+
+    /// Outgoing email.
+    pub fn mailer(&self) -> &crate::service::mailer::Mailer {
+        &self.inner.mailer
     }
 }

@@ -7,9 +7,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod account;
+mod account_token;
+mod admin_api;
 mod car;
 mod identity;
+mod invite;
 mod key;
+mod lexicon;
+mod migrate;
 mod plc;
 mod plc_audit;
 mod relay;
@@ -30,6 +36,8 @@ enum Command {
     Serve,
     /// Check identifier syntax (did, handle, nsid, at-uri, tid, ...).
     Syntax(syntax::Args),
+    /// Validate records against Lexicon schemas.
+    Lexicon(lexicon::Args),
     /// Generate or inspect signing keys.
     Key(key::Args),
     /// Inspect CAR files.
@@ -42,6 +50,12 @@ enum Command {
     Identity(identity::Args),
     /// Talk to relays: ask them to crawl this PDS.
     Relay(relay::Args),
+    /// Administer the accounts of a running server (through its admin API).
+    Account(account::Args),
+    /// Make invite codes on a running server (through its admin API).
+    Invite(invite::Args),
+    /// Move an account from one PDS to another (resumable; verifies the result).
+    Migrate(migrate::Args),
 }
 
 /// Runs the server on a multi-threaded runtime until it is stopped.
@@ -59,12 +73,16 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(),
         Command::Syntax(args) => syntax::run(args),
+        Command::Lexicon(args) => lexicon::run(args),
         Command::Key(args) => key::run(args),
         Command::Car(args) => car::run(args),
         Command::Plc(args) => plc::run(args),
         Command::Repo(args) => repo::run(args),
         Command::Identity(args) => identity::run(args),
         Command::Relay(args) => relay::run(args),
+        Command::Account(args) => account::run(args),
+        Command::Invite(args) => invite::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     match result {
         Ok(code) => code,
