@@ -44,6 +44,8 @@ const STATEMENT_CACHE: usize = 128;
 /// Page cache of a read-only connection, in KiB. Under WAL a reader's cache is dropped whenever
 /// another connection has committed since its last read, so a large one buys little.
 const READER_CACHE_KIB: i64 = 512;
+/// How much of the database file each reader maps (SQLite `mmap_size`).
+const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Page cache of the writer, in KiB (SQLite's default is 2000): a 200-record applyWrites touches
 /// more pages than that, and a cache that overflows mid-transaction spills pages to the WAL
 /// early and reads them back.
@@ -87,6 +89,10 @@ pub(crate) fn open_connection(path: &Path, role: Role) -> Result<Connection, Sto
     } else {
         conn.pragma_update(None, "query_only", true)?;
         conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+        // Readers map the database file instead of copying pages into their own caches: large
+        // scans (getRepo) read straight from the page cache of the OS. Mapped pages are the
+        // kernel's to reclaim, so this adds no resident memory of our own.
+        conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -213,6 +219,17 @@ impl Db {
         answer.await.map_err(|_| StoreError::TaskFailed {
             reason: "the writer thread dropped the job".to_owned(),
         })?
+    }
+
+    /// Runs the one-parameter `delete` statement with `before` (as stored milliseconds) on the
+    /// writer; returns how many rows it deleted.
+    pub(crate) async fn delete_before(
+        &self,
+        delete: &'static str,
+        before: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.write(move |conn| Ok(conn.prepare_cached(delete)?.execute([millis(&before)])?))
+            .await
     }
 
     /// Runs `work` on a read-only connection, inside one read transaction.
