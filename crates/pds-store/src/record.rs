@@ -49,11 +49,12 @@ pub struct ListRecords {
     pub reverse: bool,
 }
 
-const RECORD_SELECT: &str = "SELECT r.uri, r.collection, r.rkey, r.cid, r.rev, r.indexed_at,
+pub(crate) const RECORD_SELECT: &str =
+    "SELECT r.uri, r.collection, r.rkey, r.cid, r.rev, r.indexed_at,
             r.takedown_ref, b.bytes
      FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid";
 
-fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+pub(crate) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
     Ok(StoredRecord {
         uri: row.get(0)?,
         collection: parsed_at(row, 1)?,

@@ -5,9 +5,9 @@ use atp_syntax::Did;
 use rusqlite::params;
 
 use crate::Store;
-use crate::db::{cid_at, exists, parsed_at, time_at};
+use crate::db::exists;
 use crate::error::StoreError;
-use crate::record::StoredRecord;
+use crate::record::{self, RECORD_SELECT, StoredRecord};
 
 /// Most records [`Store::records_since_rev`] returns (the reference's limit).
 pub const SINCE_REV_LIMIT: usize = 10;
@@ -26,25 +26,13 @@ impl Store {
         let (did, rev) = (did.clone(), rev.to_owned());
         self.db()
             .read(move |conn| {
-                let sql = "SELECT r.uri, r.collection, r.rkey, r.cid, r.rev, r.indexed_at,
-                                  r.takedown_ref, b.bytes
-                           FROM record r JOIN repo_block b ON b.did = r.did AND b.cid = r.cid
-                           WHERE r.did = ?1 AND r.rev > ?2
-                           ORDER BY r.rev ASC LIMIT ?3";
+                let sql = format!(
+                    "{RECORD_SELECT} WHERE r.did = ?1 AND r.rev > ?2 ORDER BY r.rev ASC LIMIT ?3"
+                );
                 let limit = i64::try_from(SINCE_REV_LIMIT).unwrap_or(10);
-                let mut stmt = conn.prepare_cached(sql)?;
-                let rows = stmt.query_map(params![did.as_str(), rev, limit], |row| {
-                    Ok(StoredRecord {
-                        uri: row.get(0)?,
-                        collection: parsed_at(row, 1)?,
-                        rkey: parsed_at(row, 2)?,
-                        cid: cid_at(row, 3)?,
-                        rev: parsed_at(row, 4)?,
-                        indexed_at: time_at(row, 5)?,
-                        takedown_ref: row.get(6)?,
-                        bytes: row.get(7)?,
-                    })
-                })?;
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows =
+                    stmt.query_map(params![did.as_str(), rev, limit], record::record_from_row)?;
                 let records: Vec<StoredRecord> = rows.collect::<Result<_, _>>()?;
                 if records.is_empty() {
                     return Ok(records);

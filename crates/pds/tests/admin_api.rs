@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use harness::{Account, Reply, Server, create_account, get, post, post_bytes};
+use harness::{Account, Reply, Server, create_account, get, login, post, post_bytes};
 
 const PASSWORD: &str = "admin-secret";
 
@@ -43,13 +43,6 @@ fn url(server: &Server, method: &str, params: &[(&str, &str)]) -> String {
     format!("{}?{}", server.xrpc(method), query.join("&"))
 }
 
-async fn read(res: reqwest::Response) -> Reply {
-    let status = res.status().as_u16();
-    let bytes = res.bytes().await.unwrap_or_default();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, body }
-}
-
 /// A GET as the administrator (`password`), with repeated keys allowed.
 async fn admin_get_as(
     server: &Server,
@@ -63,7 +56,7 @@ async fn admin_get_as(
         .send()
         .await
         .unwrap();
-    read(res).await
+    Reply::read(res).await
 }
 
 async fn admin_get(server: &Server, method: &str, params: &[(&str, &str)]) -> Reply {
@@ -78,21 +71,20 @@ async fn admin_post(server: &Server, method: &str, body: Value) -> Reply {
         .send()
         .await
         .unwrap();
-    read(res).await
+    Reply::read(res).await
+}
+
+/// The string `field` of every element of the array `list`.
+fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|item| item[field].as_str().expect("a string"))
+        .collect()
 }
 
 fn repo_ref(did: &str) -> Value {
     json!({"$type": "com.atproto.admin.defs#repoRef", "did": did})
-}
-
-async fn login(client: &reqwest::Client, server: &Server, id: &str, password: &str) -> Reply {
-    post(
-        client,
-        &server.xrpc("com.atproto.server.createSession"),
-        None,
-        &json!({"identifier": id, "password": password}),
-    )
-    .await
 }
 
 /// The `#account` event bodies of `did` in a replay of the whole log, in order.
@@ -265,12 +257,7 @@ async fn account_views_search_and_invite_codes() {
     )
     .await
     .ok("getAccountInfos");
-    let got: Vec<&str> = infos["infos"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["did"].as_str().unwrap())
-        .collect();
+    let got = strs(&infos["infos"], "did");
     assert_eq!(got, vec![dids[2].as_str(), dids[0].as_str()]);
 
     // searchAccounts: by email fragment, and paged by DID.
@@ -281,12 +268,7 @@ async fn account_views_search_and_invite_codes() {
     )
     .await
     .ok("searchAccounts");
-    let handles: Vec<&str> = found["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["handle"].as_str().unwrap())
-        .collect();
+    let handles = strs(&found["accounts"], "handle");
     assert_eq!(handles, vec!["bob.test"]);
     let mut sorted = dids.clone();
     sorted.sort();
@@ -297,12 +279,7 @@ async fn account_views_search_and_invite_codes() {
     )
     .await
     .ok("searchAccounts page 1");
-    let first: Vec<&str> = page["accounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["did"].as_str().unwrap())
-        .collect();
+    let first = strs(&page["accounts"], "did");
     assert_eq!(first, vec![sorted[0].as_str(), sorted[1].as_str()]);
     let cursor = page["cursor"].as_str().unwrap().to_owned();
     let page = admin_get(
@@ -323,12 +300,7 @@ async fn account_views_search_and_invite_codes() {
     )
     .await
     .ok("getInviteCodes usage");
-    let by_usage: Vec<&str> = all["codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["code"].as_str().unwrap())
-        .collect();
+    let by_usage = strs(&all["codes"], "code");
     assert_eq!(by_usage.len(), 3);
     assert_eq!(
         (by_usage[0], by_usage[1]),

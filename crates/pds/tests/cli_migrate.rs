@@ -17,67 +17,20 @@
 mod harness;
 mod node;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::Server;
-use node::{interop_dir, node_with};
+use node::{KillOnDrop, interop_dir, node_with, spawn_until, start_reference_plc};
 use serde_json::{Value, json};
-
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Kills a child process when dropped, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Spawns `node <args>` in tests/interop and waits for the stdout line starting with `prefix`;
 /// returns the process and the rest of that line.
 fn spawn_node_until(args: &[&str], prefix: &'static str) -> (KillOnDrop, String) {
-    let node = node_with("@atproto/pds");
-    let mut child = Command::new(&node)
-        .args(args)
-        .current_dir(interop_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", node.display()));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent && let Some(rest) = line.trim().strip_prefix(prefix) {
-                let _ = tx.send(rest.trim().to_owned());
-                sent = true;
-            }
-        }
-    });
-    let rest = rx
-        .recv_timeout(STARTUP_TIMEOUT)
-        .unwrap_or_else(|_| panic!("node {args:?} did not print {prefix}"));
-    (guard, rest)
-}
-
-/// The reference PLC directory and its URL.
-fn start_reference_plc() -> (KillOnDrop, String) {
-    let port = harness::free_port().to_string();
-    let (guard, line) = spawn_node_until(
-        &["start-refnet.mjs", "--only-plc", "--plc-port", &port],
-        "{",
-    );
-    let v: Value = serde_json::from_str(&format!("{{{line}")).expect("PLC ready line");
-    (guard, v["plc"].as_str().expect("plc url").to_owned())
+    spawn_until("@atproto/pds", args, move |line| {
+        Some(line.trim().strip_prefix(prefix)?.trim().to_owned())
+    })
 }
 
 /// A reference PDS kept up for the test.

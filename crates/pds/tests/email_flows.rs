@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use data_encoding::BASE64;
-use harness::{Reply, Server, create_account, files_under, get, post, post_bytes};
+use harness::{Reply, Server, create_account, files_under, get, login, post, post_bytes};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -161,10 +161,20 @@ async fn admin_post(client: &reqwest::Client, url: &str, body: &Value, auth: boo
     if auth {
         req = req.header("authorization", admin_header());
     }
-    let res = req.send().await.expect("send");
-    let status = res.status().as_u16();
-    let body = res.json().await.unwrap_or(Value::Null);
-    Reply { status, body }
+    Reply::read(req.send().await.expect("send")).await
+}
+
+/// POSTs to XRPC procedures with one client and one session (or none).
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    c: &'a reqwest::Client,
+    token: Option<&'a str>,
+}
+
+impl Caller<'_> {
+    async fn post(self, url: &str, body: &Value) -> Reply {
+        post(self.c, url, self.token, body).await
+    }
 }
 
 async fn session(client: &reqwest::Client, server: &Server, token: &str) -> Value {
@@ -176,16 +186,6 @@ async fn session(client: &reqwest::Client, server: &Server, token: &str) -> Valu
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     res.json().await.unwrap()
-}
-
-async fn login(client: &reqwest::Client, server: &Server, id: &str, password: &str) -> Reply {
-    post(
-        client,
-        &server.xrpc("com.atproto.server.createSession"),
-        None,
-        &json!({"identifier": id, "password": password}),
-    )
-    .await
 }
 
 fn expect_error(reply: &Reply, status: u16, name: &str, what: &str) {
@@ -214,6 +214,11 @@ async fn every_email_flow_through_an_smtp_sink() {
     .await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
+    let as_alice = Caller {
+        c: &c,
+        token: Some(&alice.access),
+    };
+    let anon = Caller { c: &c, token: None };
     let x = |m: &str| server.xrpc(m);
     let s = session(&c, &server, &alice.access).await;
     assert_eq!(
@@ -223,13 +228,12 @@ async fn every_email_flow_through_an_smtp_sink() {
     let mut sent = 0;
 
     // requestEmailConfirmation / confirmEmail.
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestEmailConfirmation"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.requestEmailConfirmation"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     sent += 1;
     let mail = mail_number(&outbox, sent).await;
@@ -247,109 +251,92 @@ async fn every_email_flow_through_an_smtp_sink() {
     );
     let code = mail.code();
     let confirm = |email: &str, token: &str| json!({"email": email, "token": token});
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &confirm("bob@example.com", &code),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("bob@example.com", &code),
+        )
+        .await;
     expect_error(&r, 400, "InvalidEmail", "confirmEmail with another address");
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &confirm("alice@example.com", "AAAAA-AAAAA"),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("alice@example.com", "AAAAA-AAAAA"),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "confirmEmail with a wrong code");
     assert_eq!(
         session(&c, &server, &alice.access).await["emailConfirmed"],
         false
     );
     // Codes are case-insensitive and work once.
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &confirm("ALICE@example.com", &code.to_lowercase()),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("ALICE@example.com", &code.to_lowercase()),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         session(&c, &server, &alice.access).await["emailConfirmed"],
         true
     );
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &confirm("alice@example.com", &code),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("alice@example.com", &code),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "a used code");
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        None,
-        &confirm("alice@example.com", &code),
-    )
-    .await;
+    let r = anon
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("alice@example.com", &code),
+        )
+        .await;
     assert_eq!(r.status, 401, "no session: {}", r.body);
 
     // requestEmailUpdate / updateEmail: a code is needed while the address is confirmed.
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestEmailUpdate"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let r = as_alice
+        .post(&x("com.atproto.server.requestEmailUpdate"), &json!({}))
+        .await;
     assert_eq!(r.ok("requestEmailUpdate"), json!({"tokenRequired": true}));
     sent += 1;
     let mail = mail_number(&outbox, sent).await;
     assert_eq!(mail.subject(), "Email Update Requested");
     assert_eq!(mail.to, vec!["<alice@example.com>"]);
     let update = x("com.atproto.server.updateEmail");
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "alice2@example.com"}),
-    )
-    .await;
+    let r = as_alice
+        .post(&update, &json!({"email": "alice2@example.com"}))
+        .await;
     expect_error(&r, 400, "TokenRequired", "updateEmail without the code");
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "alice2@example.com", "token": "BBBBB-BBBBB"}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &update,
+            &json!({"email": "alice2@example.com", "token": "BBBBB-BBBBB"}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "updateEmail with a wrong code");
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "not-an-address", "token": mail.code()}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &update,
+            &json!({"email": "not-an-address", "token": mail.code()}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidRequest", "updateEmail to a bad address");
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "alice2@example.com", "emailAuthFactor": true, "token": mail.code()}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &update,
+            &json!({"email": "alice2@example.com", "emailAuthFactor": true, "token": mail.code()}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidRequest", "emailAuthFactor is not offered");
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "Alice2@Example.com", "emailAuthFactor": false, "token": mail.code()}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &update,
+            &json!({"email": "Alice2@Example.com", "emailAuthFactor": false, "token": mail.code()}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let s = session(&c, &server, &alice.access).await;
     assert_eq!(
@@ -357,31 +344,19 @@ async fn every_email_flow_through_an_smtp_sink() {
         (&json!("alice2@example.com"), &json!(false))
     );
     // Unconfirmed: no code, no mail.
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestEmailUpdate"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let r = as_alice
+        .post(&x("com.atproto.server.requestEmailUpdate"), &json!({}))
+        .await;
     assert_eq!(r.ok("requestEmailUpdate"), json!({"tokenRequired": false}));
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "alice@example.com"}),
-    )
-    .await;
+    let r = as_alice
+        .post(&update, &json!({"email": "alice@example.com"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Another account's address is refused.
     let bob = create_account(&c, &server, "bob").await;
-    let r = post(
-        &c,
-        &update,
-        Some(&alice.access),
-        &json!({"email": "bob@example.com"}),
-    )
-    .await;
+    let r = as_alice
+        .post(&update, &json!({"email": "bob@example.com"}))
+        .await;
     expect_error(&r, 400, "InvalidRequest", "updateEmail to a taken address");
     assert_eq!(
         mail_number(&outbox, sent).await.subject(),
@@ -389,13 +364,12 @@ async fn every_email_flow_through_an_smtp_sink() {
     );
 
     // An expired code: age it in the database.
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestEmailConfirmation"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.requestEmailConfirmation"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     sent += 1;
     let code = mail_number(&outbox, sent).await.code();
@@ -410,13 +384,12 @@ async fn every_email_flow_through_an_smtp_sink() {
             .unwrap();
         assert_eq!(n, 1);
     }
-    let r = post(
-        &c,
-        &x("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &confirm("alice@example.com", &code),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &x("com.atproto.server.confirmEmail"),
+            &confirm("alice@example.com", &code),
+        )
+        .await;
     expect_error(&r, 400, "ExpiredToken", "an expired code");
 
     // requestPasswordReset / resetPassword: sessions are revoked.
@@ -424,58 +397,49 @@ async fn every_email_flow_through_an_smtp_sink() {
         .await
         .ok("login");
     let refresh = first["refreshJwt"].as_str().unwrap().to_owned();
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestPasswordReset"),
-        None,
-        &json!({"email": "nobody@example.com"}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &x("com.atproto.server.requestPasswordReset"),
+            &json!({"email": "nobody@example.com"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "unknown address: {}", r.body);
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestPasswordReset"),
-        None,
-        &json!({"email": "ALICE@example.com"}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &x("com.atproto.server.requestPasswordReset"),
+            &json!({"email": "ALICE@example.com"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     sent += 1;
     let mail = mail_number(&outbox, sent).await;
     assert_eq!(mail.subject(), "Password Reset Requested");
     assert!(mail.data.contains("alice.test"), "{}", mail.data);
     let reset = x("com.atproto.server.resetPassword");
-    let r = post(
-        &c,
-        &reset,
-        None,
-        &json!({"token": "CCCCC-CCCCC", "password": "new-password"}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &reset,
+            &json!({"token": "CCCCC-CCCCC", "password": "new-password"}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "resetPassword with a wrong code");
-    let r = post(
-        &c,
-        &reset,
-        None,
-        &json!({"token": mail.code(), "password": "x".repeat(300)}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &reset,
+            &json!({"token": mail.code(), "password": "x".repeat(300)}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidRequest", "a too long password");
-    let r = post(
-        &c,
-        &reset,
-        None,
-        &json!({"token": mail.code(), "password": "new-password"}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &reset,
+            &json!({"token": mail.code(), "password": "new-password"}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = post(
-        &c,
-        &reset,
-        None,
-        &json!({"token": mail.code(), "password": "other"}),
-    )
-    .await;
+    let r = anon
+        .post(&reset, &json!({"token": mail.code(), "password": "other"}))
+        .await;
     expect_error(&r, 400, "InvalidToken", "a used reset code");
     let r = post(
         &c,
@@ -635,42 +599,38 @@ async fn every_email_flow_through_an_smtp_sink() {
     let mail = mail_number(&outbox, sent).await;
     assert_eq!(mail.subject(), "Account Deletion Requested");
     let delete = x("com.atproto.server.deleteAccount");
-    let r = post(
-        &c,
-        &delete,
-        None,
-        &json!({"did": alice.did, "password": "hunter22", "token": mail.code()}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &delete,
+            &json!({"did": alice.did, "password": "hunter22", "token": mail.code()}),
+        )
+        .await;
     expect_error(
         &r,
         401,
         "AuthenticationRequired",
         "deleteAccount with a wrong password",
     );
-    let r = post(
-        &c,
-        &delete,
-        None,
-        &json!({"did": alice.did, "password": "new-password", "token": "DDDDD-DDDDD"}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &delete,
+            &json!({"did": alice.did, "password": "new-password", "token": "DDDDD-DDDDD"}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "deleteAccount with a wrong code");
-    let r = post(
-        &c,
-        &delete,
-        None,
-        &json!({"did": bob.did, "password": "hunter22", "token": mail.code()}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &delete,
+            &json!({"did": bob.did, "password": "hunter22", "token": mail.code()}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidToken", "another account's code");
-    let r = post(
-        &c,
-        &delete,
-        None,
-        &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &delete,
+            &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         login(&c, &server, "alice.test", "new-password")
@@ -685,13 +645,12 @@ async fn every_email_flow_through_an_smtp_sink() {
     )
     .await;
     expect_error(&r, 400, "RepoNotFound", "the deleted repository");
-    let r = post(
-        &c,
-        &delete,
-        None,
-        &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
-    )
-    .await;
+    let r = anon
+        .post(
+            &delete,
+            &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
+        )
+        .await;
     expect_error(&r, 400, "InvalidRequest", "deleting twice");
     // Bob is untouched.
     assert_eq!(login(&c, &server, "bob.test", "hunter22").await.status, 200);
@@ -714,13 +673,16 @@ async fn without_smtp_codes_are_read_with_the_cli() {
     let server = Server::start(dir.path(), &[]).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
-    let r = post(
-        &c,
-        &server.xrpc("com.atproto.server.requestEmailConfirmation"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let as_alice = Caller {
+        c: &c,
+        token: Some(&alice.access),
+    };
+    let r = as_alice
+        .post(
+            &server.xrpc("com.atproto.server.requestEmailConfirmation"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "logged, not sent: {}", r.body);
     let data = [("PDS_DATA_DIRECTORY", dir.path())];
     // While the server runs, by handle (PDS_DATA_DIRECTORY) or DID (--data-dir).
@@ -779,13 +741,12 @@ async fn without_smtp_codes_are_read_with_the_cli() {
     );
     assert_eq!(out.status.code(), Some(2));
     // The code works once; then the CLI has nothing to show.
-    let r = post(
-        &c,
-        &server.xrpc("com.atproto.server.confirmEmail"),
-        Some(&alice.access),
-        &json!({"email": "alice@example.com", "token": code}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &server.xrpc("com.atproto.server.confirmEmail"),
+            &json!({"email": "alice@example.com", "token": code}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         pds(&["account", "token", "alice.test", "confirm_email"], &data)
@@ -794,13 +755,12 @@ async fn without_smtp_codes_are_read_with_the_cli() {
         Some(1)
     );
     // After the server stops, the database is still readable.
-    let r = post(
-        &c,
-        &server.xrpc("com.atproto.identity.requestPlcOperationSignature"),
-        Some(&alice.access),
-        &json!({}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &server.xrpc("com.atproto.identity.requestPlcOperationSignature"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     drop(server);
     let out = pds(&["account", "token", "ALICE.test", "plc_operation"], &data);
@@ -833,18 +793,18 @@ async fn scheduled_deletion_happens_after_a_restart() {
     let mut server = Server::start(dir.path(), &env).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
+    let as_alice = Caller {
+        c: &c,
+        token: Some(&alice.access),
+    };
     let bob = create_account(&c, &server, "bob").await;
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(2);
     let at =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let deactivate = server.xrpc("com.atproto.server.deactivateAccount");
-    let r = post(
-        &c,
-        &deactivate,
-        Some(&alice.access),
-        &json!({"deleteAfter": at(deadline)}),
-    )
-    .await;
+    let r = as_alice
+        .post(&deactivate, &json!({"deleteAfter": at(deadline)}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let later = chrono::Utc::now() + chrono::Duration::days(30);
     let r = post(
@@ -890,6 +850,10 @@ async fn uploads_no_record_uses_are_removed() {
     let server = Server::start(dir.path(), &env).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
+    let as_alice = Caller {
+        c: &c,
+        token: Some(&alice.access),
+    };
     let upload = server.xrpc("com.atproto.repo.uploadBlob");
     let unused = post_bytes(
         &c,
@@ -911,13 +875,12 @@ async fn uploads_no_record_uses_are_removed() {
     .ok("upload");
     let record = json!({"$type": "app.bsky.feed.post", "text": "with a blob", "createdAt": "2024-01-01T00:00:00.000Z",
         "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": used["blob"]}]}});
-    let r = post(
-        &c,
-        &server.xrpc("com.atproto.repo.createRecord"),
-        Some(&alice.access),
-        &json!({"repo": alice.did, "collection": "app.bsky.feed.post", "record": record}),
-    )
-    .await;
+    let r = as_alice
+        .post(
+            &server.xrpc("com.atproto.repo.createRecord"),
+            &json!({"repo": alice.did, "collection": "app.bsky.feed.post", "record": record}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let tmp = dir.path().join("blobs").join("tmp");
     assert_eq!(files_under(&tmp).len(), 1, "the unused upload waits in tmp");

@@ -19,60 +19,11 @@
 mod harness;
 mod node;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use harness::Server;
-use node::{assert_all_passed, interop_dir, node_with, run_script};
+use node::{assert_all_passed, node_with, run_script, start_reference_plc};
 
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 const HANDLE: &str = "alice.test";
 const PASSWORD: &str = "ours-password";
-
-/// Kills the node process when dropped, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the reference PLC directory; returns it with its URL.
-fn start_reference_plc() -> (KillOnDrop, String) {
-    let node = node_with("@did-plc/server");
-    let port = harness::free_port().to_string();
-    let mut child = Command::new(&node)
-        .args(["start-refnet.mjs", "--only-plc", "--plc-port", &port])
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", node.display()));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim())
-                && let Some(url) = v.get("plc").and_then(|u| u.as_str())
-            {
-                let _ = tx.send(url.to_owned());
-                sent = true;
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(STARTUP_TIMEOUT)
-        .expect("the reference PLC directory did not report ready");
-    (guard, url)
-}
 
 /// The kinds of our stored events for `did`, in order.
 fn event_kinds(server: &Server, did: &str) -> Vec<String> {

@@ -12,86 +12,14 @@
 
 mod node;
 
-use node::{interop_dir, node_with};
+use node::start_reference_plc;
 
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use atp_crypto::{Curve, Keypair};
 use atp_identity::plc::{PlcOp, SignedOp, UnsignedOp, validate_audit_log};
 use atp_identity::resolve::{Limits, PlcClient, PlcError};
 use atp_syntax::{Did, Handle};
-
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
-}
-
-/// Kills the node process when dropped, also when the test fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The directory URL from a readiness line: `REFNET {json}`, or the bare JSON object
-/// `{"plc": …}` that `--only-plc` prints.
-fn ready_url(line: &str) -> Option<String> {
-    let json = line.strip_prefix("REFNET ").unwrap_or(line);
-    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
-    value.get("plc")?.as_str().map(str::to_owned)
-}
-
-/// Starts the reference directory and returns it with its URL.
-fn start_reference_plc() -> (KillOnDrop, String) {
-    let node = node_with("@did-plc/server");
-    let port = free_port().to_string();
-    let mut child = Command::new(&node)
-        .args(["start-refnet.mjs", "--only-plc", "--plc-port", &port])
-        .current_dir(interop_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", node.display()));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !sent {
-                if let Some(url) = ready_url(&line) {
-                    let _ = tx.send(Ok(url));
-                    sent = true;
-                } else {
-                    seen.push(line);
-                }
-            }
-            // Keep draining so the server never blocks on a full pipe.
-        }
-        if !sent {
-            let _ = tx.send(Err(seen.join("\n")));
-        }
-    });
-    match rx.recv_timeout(STARTUP_TIMEOUT) {
-        Ok(Ok(url)) => (guard, url),
-        Ok(Err(output)) => panic!("the reference PLC exited before it was ready:\n{output}"),
-        Err(_) => panic!("the reference PLC did not report ready within {STARTUP_TIMEOUT:?}"),
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -19,29 +19,13 @@
 //                   creates; MB/s = CAR bytes / wall time of the whole response (best of reps).
 // Prints `bench <name> <value> <unit>` lines and a table with ratios ours/ref.
 
-import { spawn } from 'node:child_process'
 import crypto from 'node:crypto'
-import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 
-const here = path.dirname(fileURLToPath(import.meta.url))
-const pos = []
-const opt = {}
-{
-  const a = process.argv.slice(2)
-  for (let i = 0; i < a.length; i++) {
-    if (a[i].startsWith('--')) opt[a[i].slice(2)] = a[++i]
-    else pos.push(a[i])
-  }
-}
-if (pos.length !== 2) {
-  console.error('usage: node firehose.mjs <our url|spawn:<pds binary>> <ref url|spawn> [options]')
-  process.exit(2)
-}
+import { cleanup, createAccount, parseArgs, spawnOurs, spawnRef, xrpc } from './servers.mjs'
+
+const { pos, opt } = parseArgs('usage: node firehose.mjs <our url|spawn:<pds binary>> <ref url|spawn> [options]')
 const EVENTS = Number(opt.events ?? 5000)
 const WRITERS = Number(opt.writers ?? 4)
 const SUBS = String(opt.subs ?? '100,1000').split(',').filter(Boolean).map(Number)
@@ -50,102 +34,6 @@ const REPO = Number(opt.repo ?? 10000)
 const REPS = Number(opt.reps ?? 3)
 const TIMEOUT_MS = Number(opt['timeout-s'] ?? 120) * 1000
 
-const children = []
-function cleanup() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-}
-process.on('exit', cleanup)
-process.on('SIGINT', () => process.exit(130))
-process.on('SIGTERM', () => process.exit(143))
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port
-      s.close(() => res(p))
-    })
-    s.on('error', rej)
-  })
-}
-async function waitHealthy(base, ms = 60000) {
-  const t0 = Date.now()
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/xrpc/_health`)).ok) return
-    } catch {}
-    if (Date.now() - t0 > ms) throw new Error(`${base} not healthy`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
-async function spawnOurs(bin) {
-  const port = await freePort()
-  const plc = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fhbench-ours-'))
-  const c = spawn(bin, ['serve'], {
-    env: {
-      ...process.env,
-      PDS_PORT: String(port),
-      PDS_PLC_EMBEDDED_PORT: String(plc),
-      PDS_DATA_DIRECTORY: dir,
-      PDS_HOSTNAME: 'localhost',
-      PDS_DEV_MODE: 'true',
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  children.push(c)
-  const base = `http://127.0.0.1:${port}`
-  await waitHealthy(base)
-  console.log(`# ours: ${bin} pid ${c.pid} at ${base}, data ${dir}`)
-  return base
-}
-
-async function spawnRef() {
-  const pdsPort = await freePort()
-  const plcPort = await freePort()
-  const dir = path.join(os.tmpdir(), `fhbench-refpds-${pdsPort}`)
-  const c = spawn(
-    process.execPath,
-    [path.join(here, '..', 'start-refnet.mjs'), '--pds-port', String(pdsPort), '--plc-port', String(plcPort), '--data-dir', dir],
-    { cwd: path.join(here, '..'), stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  children.push(c)
-  return await new Promise((resolve, reject) => {
-    let buf = ''
-    c.stdout.on('data', (d) => {
-      buf += d
-      const m = buf.match(/^REFNET (.*)$/m)
-      if (m) {
-        const info = JSON.parse(m[1])
-        console.log(`# ref: @atproto/pds ${info.pdsVersion} pid ${info.pdsPid} at ${info.pds}, node ${info.node}`)
-        resolve(info.pds)
-      }
-    })
-    c.once('exit', (code) => reject(new Error(`start-refnet exited ${code}`)))
-  })
-}
-
-async function xrpc(base, method, { body, token, query } = {}) {
-  const url = `${base}/xrpc/${method}` + (query ? '?' + new URLSearchParams(query) : '')
-  const headers = {}
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  if (token) headers.authorization = `Bearer ${token}`
-  const res = await fetch(url, { method: body !== undefined ? 'POST' : 'GET', headers, body: body !== undefined ? JSON.stringify(body) : undefined })
-  const text = await res.text()
-  if (!res.ok) throw new Error(`${method} ${res.status}: ${text.slice(0, 300)}`)
-  return text ? JSON.parse(text) : null
-}
-
-let acctN = 0
-async function createAccount(base) {
-  const handle = `fhb${Date.now().toString(36)}${acctN++}.test`
-  const r = await xrpc(base, 'com.atproto.server.createAccount', {
-    body: { handle, email: `${handle}@example.com`, password: 'bench-password-1' },
-  })
-  return { did: r.did, token: r.accessJwt }
-}
 const post = (i) => ({ $type: 'app.bsky.feed.post', text: `bench post ${i}`, createdAt: new Date().toISOString() })
 
 // ---- CBOR: just enough to pull `seq` out of a frame body (only in the calibration pass) ----
@@ -223,7 +111,7 @@ async function fillEvents(base) {
   const per = Math.ceil(EVENTS / WRITERS)
   await Promise.all(
     Array.from({ length: WRITERS }, async (_, w) => {
-      const a = await createAccount(base)
+      const a = await createAccount(base, 'fhb')
       for (let i = 0; i < per; i++) {
         await xrpc(base, 'com.atproto.repo.createRecord', {
           token: a.token,
@@ -236,7 +124,7 @@ async function fillEvents(base) {
 }
 
 async function fillRepo(base, n) {
-  const a = await createAccount(base)
+  const a = await createAccount(base, 'fhb')
   const t0 = performance.now()
   for (let i = 0; i < n; i += 200) {
     const writes = []
@@ -303,8 +191,8 @@ async function benchOne(who, base) {
 }
 
 try {
-  const ours = pos[0].startsWith('spawn:') ? await spawnOurs(pos[0].slice(6)) : pos[0]
-  const ref = pos[1] === 'spawn' ? await spawnRef() : pos[1]
+  const ours = pos[0].startsWith('spawn:') ? (await spawnOurs(pos[0].slice(6), 'fhbench')).base : pos[0]
+  const ref = pos[1] === 'spawn' ? (await spawnRef('fhbench', (info) => `, node ${info.node}`)).base : pos[1]
   console.log(`# load avg ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}, ${os.cpus().length} cpus`)
   await benchOne('ours', ours)
   await benchOne('ref', ref)

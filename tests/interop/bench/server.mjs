@@ -30,25 +30,14 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
+import { cleanup, createAccount, parseArgs, sleep, spawnOurs, spawnRef, xrpc } from './servers.mjs'
+
 const here = path.dirname(fileURLToPath(import.meta.url))
-const pos = []
-const opt = {}
-{
-  const a = process.argv.slice(2)
-  for (let i = 0; i < a.length; i++) {
-    if (a[i].startsWith('--')) opt[a[i].slice(2)] = a[++i]
-    else pos.push(a[i])
-  }
-}
-if (pos.length !== 2) {
-  console.error('usage: node server.mjs <our url|spawn:<pds binary>> <ref url|spawn> [options]')
-  process.exit(2)
-}
+const { pos, opt } = parseArgs('usage: node server.mjs <our url|spawn:<pds binary>> <ref url|spawn> [options]')
 const DURATION = Number(opt.duration ?? 10)
 const WARMUP = Number(opt.warmup ?? 2)
 const CLIENTS = Number(opt.clients ?? 8)
@@ -64,38 +53,7 @@ if (spawnSync(WRK, ['--version']).error) {
   process.exit(2)
 }
 
-const children = []
-function cleanup() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM')
-}
-process.on('exit', cleanup)
-process.on('SIGINT', () => process.exit(130))
-process.on('SIGTERM', () => process.exit(143))
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const load1 = () => os.loadavg()[0]
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer()
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port
-      s.close(() => res(p))
-    })
-    s.on('error', rej)
-  })
-}
-
-async function waitHealthy(base, ms = 60000) {
-  const t0 = Date.now()
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/xrpc/_health`)).ok) return
-    } catch {}
-    if (Date.now() - t0 > ms) throw new Error(`${base} not healthy`)
-    await sleep(50)
-  }
-}
 
 // Resident memory (VmRSS) and its high-water mark (VmHWM), in MB.
 function memory(pid) {
@@ -146,81 +104,6 @@ function reportFsync(when) {
   )
 }
 
-async function spawnOurs(bin) {
-  const port = await freePort()
-  const plc = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'srvbench-ours-'))
-  const c = spawn(bin, ['serve'], {
-    env: {
-      ...process.env,
-      PDS_PORT: String(port),
-      PDS_PLC_EMBEDDED_PORT: String(plc),
-      PDS_DATA_DIRECTORY: dir,
-      PDS_HOSTNAME: 'localhost',
-      PDS_DEV_MODE: 'true',
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  })
-  children.push(c)
-  c.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  const base = `http://127.0.0.1:${port}`
-  await waitHealthy(base)
-  console.log(`# ours: ${bin} pid ${c.pid} at ${base}, data ${dir}`)
-  return { base, pid: c.pid }
-}
-
-async function spawnRef() {
-  const pdsPort = await freePort()
-  const plcPort = await freePort()
-  const dir = path.join(os.tmpdir(), `srvbench-refpds-${pdsPort}`)
-  const c = spawn(
-    process.execPath,
-    [path.join(here, '..', 'start-refnet.mjs'), '--pds-port', String(pdsPort), '--plc-port', String(plcPort), '--data-dir', dir],
-    { cwd: path.join(here, '..'), stdio: ['ignore', 'pipe', 'inherit'] },
-  )
-  children.push(c)
-  c.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  return await new Promise((resolve, reject) => {
-    let buf = ''
-    c.stdout.on('data', (d) => {
-      buf += d
-      const m = buf.match(/^REFNET (.*)$/m)
-      if (m) {
-        const info = JSON.parse(m[1])
-        console.log(
-          `# ref: @atproto/pds ${info.pdsVersion} pid ${info.pdsPid} at ${info.pds}, devMode ${info.devMode}, node ${info.node}`,
-        )
-        resolve({ base: info.pds, pid: info.pdsPid })
-      }
-    })
-    c.once('exit', (code) => reject(new Error(`start-refnet exited ${code}`)))
-  })
-}
-
-async function xrpc(base, method, { body, token, query } = {}) {
-  const url = `${base}/xrpc/${method}` + (query ? '?' + new URLSearchParams(query) : '')
-  const headers = {}
-  if (body !== undefined) headers['content-type'] = 'application/json'
-  if (token) headers.authorization = `Bearer ${token}`
-  const res = await fetch(url, {
-    method: body !== undefined ? 'POST' : 'GET',
-    headers,
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  })
-  const text = await res.text()
-  if (!res.ok) throw new Error(`${method} ${res.status}: ${text.slice(0, 300)}`)
-  return text ? JSON.parse(text) : null
-}
-
-let acctN = 0
-async function createAccount(base) {
-  const handle = `sb${Date.now().toString(36)}${acctN++}.test`
-  const r = await xrpc(base, 'com.atproto.server.createAccount', {
-    body: { handle, email: `${handle}@example.com`, password: 'bench-password-1' },
-  })
-  return { did: r.did, token: r.accessJwt }
-}
 
 // Runs wrk with `script` against `server` for `seconds`; returns its summary and the server's
 // CPU use. Fails on any error response or socket error.
@@ -282,11 +165,11 @@ async function measure(who, server, name, unit, script, opts, scale = 1) {
 
 // Accounts and records each server needs, made before anything is measured.
 async function prepare(server) {
-  const seq = await createAccount(server.base)
+  const seq = await createAccount(server.base, 'sb')
   const many = []
-  for (let i = 0; i < CLIENTS; i++) many.push(await createAccount(server.base))
-  const batch = await createAccount(server.base)
-  const reader = await createAccount(server.base)
+  for (let i = 0; i < CLIENTS; i++) many.push(await createAccount(server.base, 'sb'))
+  const batch = await createAccount(server.base, 'sb')
+  const reader = await createAccount(server.base, 'sb')
   const rkeys = []
   for (let i = 0; i < 100; i++) {
     const r = await xrpc(server.base, 'com.atproto.repo.createRecord', {
@@ -304,8 +187,8 @@ async function prepare(server) {
 
 try {
   const servers = {}
-  if (ONLY !== 'ref') servers.ours = pos[0].startsWith('spawn:') ? await spawnOurs(pos[0].slice(6)) : { base: pos[0] }
-  if (ONLY !== 'ours') servers.ref = pos[1] === 'spawn' ? await spawnRef() : { base: pos[1] }
+  if (ONLY !== 'ref') servers.ours = pos[0].startsWith('spawn:') ? await spawnOurs(pos[0].slice(6), 'srvbench') : { base: pos[0] }
+  if (ONLY !== 'ours') servers.ref = pos[1] === 'spawn' ? await spawnRef('srvbench', (info) => `, devMode ${info.devMode}, node ${info.node}`) : { base: pos[1] }
   for (const [who, s] of Object.entries(servers)) {
     if (!s.pid) throw new Error(`${who}: memory and CPU need a spawned server (spawn:<bin> / spawn)`)
   }

@@ -53,6 +53,21 @@ export function parseArgs(argv) {
   return out
 }
 
+/** The command line's `--name value` pairs; exits with a usage line when one of `required` is missing. */
+export function requireArgs(argv, required) {
+  const args = parseArgs(argv)
+  for (const a of required) {
+    if (!args[a]) {
+      console.error(`usage: missing --${a}`)
+      process.exit(2)
+    }
+  }
+  return args
+}
+
+/** Indented progress output between the `ok <step>` lines. */
+export const log = (m) => console.log(`  ${m}`)
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function freePort() {
@@ -217,6 +232,18 @@ export async function snapshot(agent, did, { car } = {}) {
   } while (cursor)
   const prefs = (await agent.app.bsky.actor.getPreferences()).data.preferences
   return { data, records, blobs, prefs }
+}
+
+/** Step `name`: the snapshot of the account filled by `fillAccount` (500 posts, 10 blobs), checked. */
+export function snapshotFilled(name, agent, did) {
+  return step(name, async () => {
+    const snap = await snapshot(agent, did)
+    assert.equal(Object.keys(snap.records).length, 501)
+    assert.equal(Object.keys(snap.blobs).length, 10)
+    assert.ok(snap.prefs.length >= 3, JSON.stringify(snap.prefs))
+    log(`preferences: ${snap.prefs.map((p) => p.$type).join(', ')}`)
+    return snap
+  })
 }
 
 // ---- PLC --------------------------------------------------------------------------------------

@@ -17,25 +17,19 @@ import { AtpAgent } from '@atproto/api'
 import {
   checkMigrated,
   checkSyncEvent,
+  log,
   migrate,
-  parseArgs,
   plcAudit,
   readPlcToken,
-  snapshot,
+  requireArgs,
+  snapshotFilled,
   startRefPds,
   step,
   summary,
   watchFirehose,
 } from './migrate_lib.mjs'
 
-const args = parseArgs(process.argv.slice(2))
-for (const a of ['plc', 'ours', 'ours-db', 'work', 'did', 'handle', 'password']) {
-  if (!args[a]) {
-    console.error(`usage: missing --${a}`)
-    process.exit(2)
-  }
-}
-const log = (m) => console.log(`  ${m}`)
+const args = requireArgs(process.argv.slice(2), ['plc', 'ours', 'ours-db', 'work', 'did', 'handle', 'password'])
 const did = args.did
 
 const oldAgent = new AtpAgent({ service: args.ours })
@@ -43,14 +37,7 @@ await step('log in on our host (old host)', async () => {
   await oldAgent.login({ identifier: args.handle, password: args.password })
   assert.equal(oldAgent.session.did, did)
 })
-const before = await step('snapshot on our host', async () => {
-  const snap = await snapshot(oldAgent, did)
-  assert.equal(Object.keys(snap.records).length, 501)
-  assert.equal(Object.keys(snap.blobs).length, 10)
-  assert.ok(snap.prefs.length >= 3, JSON.stringify(snap.prefs))
-  log(`preferences: ${snap.prefs.map((p) => p.$type).join(', ')}`)
-  return snap
-})
+const before = await snapshotFilled('snapshot on our host', oldAgent, did)
 const fresh = await step('start a fresh reference PDS (new host)', () =>
   startRefPds({ plcUrl: args.plc, dataDir: path.join(args.work, 'ref-new'), handleDomain: '.refnew.test' }),
 )

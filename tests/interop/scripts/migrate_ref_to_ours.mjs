@@ -19,25 +19,19 @@ import {
   checkMigrated,
   checkSyncEvent,
   fillAccount,
+  log,
   migrate,
-  parseArgs,
   plcAudit,
   readPlcToken,
-  snapshot,
+  requireArgs,
+  snapshotFilled,
   startRefPds,
   step,
   summary,
   watchFirehose,
 } from './migrate_lib.mjs'
 
-const args = parseArgs(process.argv.slice(2))
-for (const a of ['plc', 'ours', 'ours-public', 'work', 'handle', 'password']) {
-  if (!args[a]) {
-    console.error(`usage: missing --${a}`)
-    process.exit(2)
-  }
-}
-const log = (m) => console.log(`  ${m}`)
+const args = requireArgs(process.argv.slice(2), ['plc', 'ours', 'ours-public', 'work', 'handle', 'password'])
 
 const old = await step('start the reference PDS (old host)', () =>
   startRefPds({ plcUrl: args.plc, dataDir: path.join(args.work, 'ref-old'), handleDomain: '.refold.test' }),
@@ -48,14 +42,7 @@ const did = await step('an account with 500 posts, 10 blobs, a profile and prefe
   await fillAccount(oldAgent, { posts: 500, blobs: 10 })
   return oldAgent.session.did
 })
-const before = await step('snapshot on the old host', async () => {
-  const snap = await snapshot(oldAgent, did)
-  assert.equal(Object.keys(snap.records).length, 501)
-  assert.equal(Object.keys(snap.blobs).length, 10)
-  assert.ok(snap.prefs.length >= 3, JSON.stringify(snap.prefs))
-  log(`preferences: ${snap.prefs.map((p) => p.$type).join(', ')}`)
-  return snap
-})
+const before = await snapshotFilled('snapshot on the old host', oldAgent, did)
 const auditBefore = await plcAudit(args.plc, did)
 const ours = watchFirehose(args.ours, args.plc, did)
 

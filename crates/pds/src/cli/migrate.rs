@@ -972,6 +972,17 @@ fn check(name: &'static str, result: anyhow::Result<String>) -> Check {
     }
 }
 
+/// Fails unless the new host's set (`got`) has the old host's count and digest.
+fn same_set(what: &str, got: &verify::SetDigest, count: u64, digest: &str) -> anyhow::Result<()> {
+    if got.count() != count || got.hex() != digest {
+        bail!(
+            "{} {what} on the new host, {count} on the old, or different ones",
+            got.count()
+        );
+    }
+    Ok(())
+}
+
 /// Step verify: every check, each reported on its own.
 async fn verify_all(
     old: &Host,
@@ -1030,13 +1041,7 @@ async fn verify_all(
                 );
             }
             let records = verify::records(new, did).await?;
-            if records.count() != source.records || records.hex() != source.records_digest {
-                bail!(
-                    "{} records on the new host, {} on the old, or different ones",
-                    records.count(),
-                    source.records
-                );
-            }
+            same_set("records", &records, source.records, &source.records_digest)?;
             Ok(format!("{} records, data {data}", records.count()))
         }
         .await,
@@ -1063,13 +1068,7 @@ async fn verify_all(
                 bail!("checkAccountStatus: {imported} of {expected} blobs");
             }
             let blobs = verify::blobs(new, did).await?;
-            if blobs.count() != source.blobs || blobs.hex() != source.blobs_digest {
-                bail!(
-                    "{} blobs on the new host, {} on the old, or different ones",
-                    blobs.count(),
-                    source.blobs
-                );
-            }
+            same_set("blobs", &blobs, source.blobs, &source.blobs_digest)?;
             Ok(format!("{} blobs", blobs.count()))
         }
         .await,

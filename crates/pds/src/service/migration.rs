@@ -226,9 +226,11 @@ pub async fn create_incoming_account(
     })
 }
 
-/// `getRecommendedDidCredentials`: what the DID document should say for this server to host
-/// `did`.
-pub async fn recommended_credentials(state: &AppState, did: &Did) -> Result<Value, XrpcError> {
+/// The local account `did` and its repository signing key.
+async fn account_and_key(
+    state: &AppState,
+    did: &Did,
+) -> Result<(pds_store::Account, Keypair), XrpcError> {
     let account = state
         .store()
         .get_account(did)
@@ -239,6 +241,13 @@ pub async fn recommended_credentials(state: &AppState, did: &Did) -> Result<Valu
         .keys()
         .load(did)
         .map_err(|e| XrpcError::internal(format!("signing key: {e}")))?;
+    Ok((account, key))
+}
+
+/// `getRecommendedDidCredentials`: what the DID document should say for this server to host
+/// `did`.
+pub async fn recommended_credentials(state: &AppState, did: &Did) -> Result<Value, XrpcError> {
+    let (account, key) = account_and_key(state, did).await?;
     Ok(json!({
         "alsoKnownAs": [format!("at://{}", account.handle)],
         "verificationMethods": {ATPROTO_KEY_ID: key.public_key().did_key()},
@@ -311,16 +320,7 @@ pub async fn submit_plc_operation(
             "Invalid operation: only plc_operation is accepted",
         ));
     };
-    let account = state
-        .store()
-        .get_account(did)
-        .await?
-        .ok_or_else(|| XrpcError::invalid_request(format!("Could not find account: {did}")))?;
-    let key = state
-        .writer()
-        .keys()
-        .load(did)
-        .map_err(|e| XrpcError::internal(format!("signing key: {e}")))?;
+    let (account, key) = account_and_key(state, did).await?;
     check_points_here(state, op, &key.public_key().did_key(), &account.handle)?;
     state
         .plc()

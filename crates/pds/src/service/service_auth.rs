@@ -69,24 +69,18 @@ mod tests {
         let did: Did = "did:plc:abcdefghijklmnopqrstuvwx".parse().unwrap();
         let lxm: Nsid = "app.bsky.feed.getTimeline".parse().unwrap();
         let now = 1_700_000_000;
-        let a = mint(
-            &key,
-            &did,
-            "did:web:api.bsky.app",
-            Some(&lxm),
-            now + 60,
-            now,
-        )
-        .unwrap();
-        let b = mint(
-            &key,
-            &did,
-            "did:web:api.bsky.app",
-            Some(&lxm),
-            now + 60,
-            now,
-        )
-        .unwrap();
+        let mint_one = || {
+            mint(
+                &key,
+                &did,
+                "did:web:api.bsky.app",
+                Some(&lxm),
+                now + 60,
+                now,
+            )
+            .unwrap()
+        };
+        let (a, b) = (mint_one(), mint_one());
         let token = decode_unverified(&a).unwrap();
         let claims = token.claims();
         assert_eq!(claims.iss.did, did);

@@ -146,7 +146,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn read(res: reqwest::Response) -> Reply {
+    /// Reads a response's status and JSON body.
+    pub async fn read(res: reqwest::Response) -> Reply {
         let status = res.status().as_u16();
         let bytes = res.bytes().await.unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -172,6 +173,17 @@ pub async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, body
         req = req.bearer_auth(t);
     }
     Reply::read(req.send().await.expect("send")).await
+}
+
+/// `createSession` with this identifier and password.
+pub async fn login(client: &reqwest::Client, server: &Server, id: &str, password: &str) -> Reply {
+    post(
+        client,
+        &server.xrpc("com.atproto.server.createSession"),
+        None,
+        &json!({"identifier": id, "password": password}),
+    )
+    .await
 }
 
 /// GETs an XRPC query with these parameters.

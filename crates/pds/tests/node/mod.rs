@@ -7,8 +7,24 @@
 //! Each interop test file includes this with `mod node;`, so not every file uses every helper.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long a Node server may take to report ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Kills a child process when dropped, also when the test fails.
+pub(crate) struct KillOnDrop(pub(crate) Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// `tests/interop`, where the scripts, `package.json` and `node_modules` live.
 pub(crate) fn interop_dir() -> PathBuf {
@@ -68,4 +84,73 @@ pub(crate) fn assert_all_passed(script: &str, stdout: &str) {
         last.ends_with(" passed, 0 failed") && !last.starts_with("0 passed"),
         "{script}: unexpected summary line {last:?}\nstdout:\n{stdout}"
     );
+}
+
+/// Spawns Node (after checking that `package` is installed) on `args` in `tests/interop` and waits
+/// for the first stdout line that `ready` accepts; returns the process and what `ready` made of
+/// that line. Stdout keeps being drained so the server never blocks on a full pipe; if the process
+/// exits first, or stays silent too long, the panic carries the lines it printed.
+pub(crate) fn spawn_until(
+    package: &str,
+    args: &[&str],
+    ready: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> (KillOnDrop, String) {
+    let node = node_with(package);
+    let mut child = Command::new(&node)
+        .args(args)
+        .current_dir(interop_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", node.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let guard = KillOnDrop(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sent {
+                continue;
+            }
+            if let Some(value) = ready(&line) {
+                let _ = tx.send(Ok(value));
+                sent = true;
+            } else {
+                seen.push(line);
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(seen.join("\n")));
+        }
+    });
+    match rx.recv_timeout(STARTUP_TIMEOUT) {
+        Ok(Ok(value)) => (guard, value),
+        Ok(Err(output)) => panic!("node {args:?} exited before it was ready:\n{output}"),
+        Err(_) => panic!("node {args:?} did not report ready within {STARTUP_TIMEOUT:?}"),
+    }
+}
+
+/// The directory URL from a readiness line: `REFNET {json}`, or the bare JSON object
+/// `{"plc": …}` that `start-refnet.mjs --only-plc` prints.
+pub(crate) fn ready_url(line: &str) -> Option<String> {
+    let json = line.strip_prefix("REFNET ").unwrap_or(line);
+    let value: serde_json::Value = serde_json::from_str(json.trim()).ok()?;
+    value.get("plc")?.as_str().map(str::to_owned)
+}
+
+/// Starts the reference PLC directory (`@did-plc/server`) on a free loopback port; returns it
+/// with its URL.
+pub(crate) fn start_reference_plc() -> (KillOnDrop, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+        .to_string();
+    spawn_until(
+        "@did-plc/server",
+        &["start-refnet.mjs", "--only-plc", "--plc-port", &port],
+        ready_url,
+    )
 }
