@@ -63,27 +63,24 @@ async fn lookups_are_case_insensitive_and_unique() {
         }
     );
     bob.handle = "bob.test".parse().unwrap();
-    let err = t
-        .store
-        .create_account(
+    assert_fails!(
+        t.store.create_account(
             new_account(&bob, Some("ALICE@example.com"), None),
             genesis(&bob),
             vec![],
-            at(1),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::EmailTaken { .. }));
+            at(1)
+        ),
+        StoreError::EmailTaken { .. }
+    );
     assert_eq!(dump(&t.store), before);
     create(&t.store, &bob, None).await;
 
     // Updates.
-    let err = t
-        .store
-        .update_handle(&bob.did, &"USER1.test".parse().unwrap(), vec![], at(2))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::HandleTaken { .. }));
+    assert_fails!(
+        t.store
+            .update_handle(&bob.did, &"USER1.test".parse().unwrap(), vec![], at(2)),
+        StoreError::HandleTaken { .. }
+    );
     t.store
         .update_handle(&alice.did, &"alice.test".parse().unwrap(), vec![], at(2))
         .await
@@ -203,17 +200,15 @@ async fn invite_codes_are_used_atomically() {
             code: "code-1".to_owned()
         }
     );
-    let err = t
-        .store
-        .create_account(
+    assert_fails!(
+        t.store.create_account(
             new_account(&bob, None, Some("nope")),
             genesis(&bob),
             vec![],
-            at(2),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::InviteCodeUnavailable { .. }));
+            at(2)
+        ),
+        StoreError::InviteCodeUnavailable { .. }
+    );
     assert_eq!(dump(&t.store), before);
 
     t.store
@@ -243,17 +238,15 @@ async fn invite_codes_are_used_atomically() {
             .unwrap()
             .is_available()
     );
-    let err = t
-        .store
-        .create_account(
+    assert_fails!(
+        t.store.create_account(
             new_account(&bob, None, Some("code-2")),
             genesis(&bob),
             vec![],
-            at(4),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::InviteCodeUnavailable { .. }));
+            at(4)
+        ),
+        StoreError::InviteCodeUnavailable { .. }
+    );
     t.store
         .set_invites_disabled(&alice.did, true)
         .await
@@ -554,12 +547,11 @@ async fn email_tokens_and_preferences() {
             .unwrap(),
         vec![pref("com.example.x", 3)]
     );
-    let err = t
-        .store
-        .put_preferences(&alice.did, "app.bsky", vec![pref("com.example.y", 1)])
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::PreferenceOutsideNamespace { .. }));
+    assert_fails!(
+        t.store
+            .put_preferences(&alice.did, "app.bsky", vec![pref("com.example.y", 1)]),
+        StoreError::PreferenceOutsideNamespace { .. }
+    );
 }
 
 #[tokio::test]
@@ -785,53 +777,45 @@ async fn status_and_handle_changes_write_their_events_in_the_same_transaction() 
 
     // A change that fails writes no event.
     let before = dump(&t.store);
-    let err = t
-        .store
-        .update_handle(
+    assert_fails!(
+        t.store.update_handle(
             &bob.did,
             &"ALICE.test".parse().unwrap(),
             vec![event(EventKind::Identity, "taken")],
-            at(13),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::HandleTaken { .. }), "{err:?}");
+            at(13)
+        ),
+        StoreError::HandleTaken { .. }
+    );
     let nobody = account(3);
-    let err = t
-        .store
-        .update_handle(
+    assert_fails!(
+        t.store.update_handle(
             &nobody.did,
             &"nobody.test".parse().unwrap(),
             vec![event(EventKind::Identity, "nobody")],
-            at(13),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
-    let err = t
-        .store
-        .deactivate_account(
+            at(13)
+        ),
+        StoreError::AccountNotFound { .. }
+    );
+    assert_fails!(
+        t.store.deactivate_account(
             &nobody.did,
             at(13),
             None,
-            vec![event(EventKind::Account, "nobody")],
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
-    let err = t
-        .store
-        .activate_account(
+            vec![event(EventKind::Account, "nobody")]
+        ),
+        StoreError::AccountNotFound { .. }
+    );
+    assert_fails!(
+        t.store.activate_account(
             &nobody.did,
             vec![
                 event(EventKind::Identity, "n"),
                 event(EventKind::Account, "n"),
             ],
-            at(13),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AccountNotFound { .. }), "{err:?}");
+            at(13)
+        ),
+        StoreError::AccountNotFound { .. }
+    );
     assert_eq!(dump(&t.store), before);
 }
 
@@ -847,20 +831,18 @@ async fn a_failing_event_undoes_the_status_or_handle_change() {
     // The next two events get i64::MAX - 1 and i64::MAX; a third cannot be numbered.
     t.store.set_seq_floor(i64::MAX - 1).await.unwrap();
     let before = dump(&t.store);
-    let err = t
-        .store
-        .activate_account(
+    assert_fails!(
+        t.store.activate_account(
             &alice.did,
             vec![
                 event(EventKind::Identity, "i"),
                 event(EventKind::Account, "a"),
                 event(EventKind::Sync, "s"),
             ],
-            at(2),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+            at(2)
+        ),
+        StoreError::Corrupt { .. }
+    );
     assert_eq!(dump(&t.store), before, "activation kept without its events");
 
     t.store
@@ -876,28 +858,24 @@ async fn a_failing_event_undoes_the_status_or_handle_change() {
         .unwrap();
     assert_eq!(t.store.last_seq().await.unwrap(), i64::MAX);
     let before = dump(&t.store);
-    let err = t
-        .store
-        .update_handle(
+    assert_fails!(
+        t.store.update_handle(
             &alice.did,
             &"alice.test".parse().unwrap(),
             vec![event(EventKind::Identity, "h")],
-            at(4),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
-    let err = t
-        .store
-        .deactivate_account(
+            at(4)
+        ),
+        StoreError::Corrupt { .. }
+    );
+    assert_fails!(
+        t.store.deactivate_account(
             &alice.did,
             at(4),
             None,
-            vec![event(EventKind::Account, "d")],
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+            vec![event(EventKind::Account, "d")]
+        ),
+        StoreError::Corrupt { .. }
+    );
     assert_eq!(dump(&t.store), before, "change kept without its event");
     let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
     assert_eq!((a.handle.as_str(), a.is_active()), ("user1.test", true));

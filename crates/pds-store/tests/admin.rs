@@ -55,17 +55,15 @@ async fn status_changes_append_events_built_from_the_changed_row() {
 
     // An unknown account writes nothing, events included.
     let dump_before = dump(&t.store);
-    let err = t
-        .store
-        .update_account_status(
+    assert_fails!(
+        t.store.update_account_status(
             &account(2).did,
             AccountStatusChange::default(),
             |_| vec![event(EventKind::Account, "x")],
-            at(5),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AccountNotFound { .. }));
+            at(5)
+        ),
+        StoreError::AccountNotFound { .. }
+    );
     assert_eq!(dump(&t.store), dump_before);
 }
 

@@ -318,17 +318,15 @@ async fn root_moved_writes_nothing() {
     // A genesis for an account that has a repository is refused the same way.
     let genesis =
         atp_repo::format_genesis(&alice.did, Vec::new(), &alice.key, &next_tid()).unwrap();
-    let err = t
-        .store
-        .commit_repo(
+    assert_fails!(
+        t.store.commit_repo(
             &alice.did,
             RepoCommit::new(genesis),
             event(EventKind::Commit, "g"),
-            at(4),
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::RootMoved { found: Some(_), .. }));
+            at(4)
+        ),
+        StoreError::RootMoved { found: Some(_), .. }
+    );
     assert_eq!(dump(&t.store), before);
 }
 
@@ -643,22 +641,20 @@ async fn commit_checks_its_input() {
     )
     .await;
     let before = dump(&t.store);
-    let err = t
-        .store
-        .commit_repo(&bob.did, repo.clone(), event(EventKind::Commit, "x"), at(1))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::InvalidCommit { .. }), "{err:?}");
+    assert_fails!(
+        t.store
+            .commit_repo(&bob.did, repo.clone(), event(EventKind::Commit, "x"), at(1)),
+        StoreError::InvalidCommit { .. }
+    );
     let mut extra = repo.clone();
     extra
         .record_blobs
         .insert("app.bsky.feed.post/other".to_owned(), vec![blob_ref(b"x")]);
-    let err = t
-        .store
-        .commit_repo(&alice.did, extra, event(EventKind::Commit, "x"), at(1))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::InvalidCommit { .. }), "{err:?}");
+    assert_fails!(
+        t.store
+            .commit_repo(&alice.did, extra, event(EventKind::Commit, "x"), at(1)),
+        StoreError::InvalidCommit { .. }
+    );
     let nobody = account(11);
     let genesis =
         atp_repo::format_genesis(&nobody.did, Vec::new(), &nobody.key, &next_tid()).unwrap();
