@@ -11,4 +11,4 @@ export PDS_TEST_NODE_MODULES="$root/tests/interop/node_modules"
 # A full run gains nothing from incremental compilation, and its caches are most of the build's disk (several
 # GB for the test binaries): off unless the caller asks for it.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -161,12 +161,13 @@ mod tests {
     async fn a_dropped_body_stops_the_export() {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let response = car_response(move |out| async move {
-            let result = produce(out, 1000 * CHUNK).await;
+            // More than the channel and the writer's buffer can hold, so a write must fail.
+            let result = produce(out, (CHUNKS_IN_FLIGHT + 4) * CHUNK).await;
             let _ = done_tx.send(result.is_err());
             result
         });
         drop(response);
-        let stopped_with_error = tokio::time::timeout(std::time::Duration::from_secs(10), done_rx)
+        let stopped_with_error = tokio::time::timeout(std::time::Duration::from_secs(60), done_rx)
             .await
             .unwrap()
             .unwrap();
