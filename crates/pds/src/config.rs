@@ -49,6 +49,9 @@ const SUPPORTED: &[&str] = &[
     "PDS_EMAIL_FROM_ADDRESS",
     "PDS_JOBS_INTERVAL_MS",
     "PDS_BLOB_TEMP_TTL_MS",
+    // DNS (handles and Lexicon authorities)
+    "PDS_DNS_NAMESERVERS",
+    "PDS_HANDLE_BACKUP_NAMESERVERS",
 ];
 
 /// A configuration variable with a malformed value.
@@ -131,6 +134,13 @@ pub struct Config {
     pub bsky_app_view: Option<ServiceRef>,
     /// The report service, if configured.
     pub report_service: Option<ServiceRef>,
+    /// `PDS_DNS_NAMESERVERS` (ours): the name servers asked for TXT records (handles,
+    /// `_lexicon` authorities), `ip[:port]` each (port 53 by default); empty: the system's
+    /// (`/etc/resolv.conf`).
+    pub dns_nameservers: Vec<SocketAddr>,
+    /// `PDS_HANDLE_BACKUP_NAMESERVERS`: name servers asked for a handle's TXT record when
+    /// neither DNS nor the HTTPS well-known file gave a DID (`ip[:port]` each; empty: none).
+    pub handle_backup_nameservers: Vec<SocketAddr>,
     /// Development mode: `http://` endpoint with the port, loopback listener.
     pub dev_mode: bool,
     /// `LOG_LEVEL` (a tracing filter; default `info`).
@@ -300,6 +310,8 @@ impl Config {
             admin_password: vars.get("PDS_ADMIN_PASSWORD").map(str::to_owned),
             plc_rotation_key_hex: rotation.map(str::to_owned),
             log_level: vars.get("LOG_LEVEL").unwrap_or("info").to_owned(),
+            dns_nameservers: parse_nameservers(&vars, "PDS_DNS_NAMESERVERS")?,
+            handle_backup_nameservers: parse_nameservers(&vars, "PDS_HANDLE_BACKUP_NAMESERVERS")?,
             hostname,
             dev_mode,
             data_dir,
@@ -420,6 +432,27 @@ fn parse_domains(v: Option<&str>) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
+/// A comma-separated list of `ip`, `ip:port` or `[ipv6]:port` (port 53 when not given).
+fn parse_nameservers(vars: &Vars, var: &'static str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let Some(v) = vars.get(var) else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    bad(
+                        var,
+                        format!("{s:?} is not an IP address with an optional port"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn parse_crawlers(v: Option<&str>) -> Result<Vec<String>, ConfigError> {
     let Some(v) = v else { return Ok(Vec::new()) };
     v.split(',')
@@ -503,6 +536,26 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("PDS_MODERATION_EMAIL_SMTP_URL"));
         assert_eq!(c.email.unwrap().from_address, "PDS <pds@example.com>");
+    }
+
+    #[test]
+    fn dns_name_servers() {
+        let (c, warnings) = parse(&[]).unwrap();
+        assert!(c.dns_nameservers.is_empty() && c.handle_backup_nameservers.is_empty());
+        assert!(warnings.is_empty());
+        let (c, warnings) = parse(&[
+            ("PDS_DNS_NAMESERVERS", "127.0.0.1:5353, 10.0.0.1,[::1]:54"),
+            ("PDS_HANDLE_BACKUP_NAMESERVERS", "::1"),
+        ])
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let addrs: Vec<String> = c.dns_nameservers.iter().map(|a| a.to_string()).collect();
+        assert_eq!(addrs, ["127.0.0.1:5353", "10.0.0.1:53", "[::1]:54"]);
+        assert_eq!(c.handle_backup_nameservers[0].to_string(), "[::1]:53");
+        for bad in ["dns.example.com", "127.0.0.1:99999", "1.2.3"] {
+            let e = parse(&[("PDS_HANDLE_BACKUP_NAMESERVERS", bad)]).unwrap_err();
+            assert_eq!(e.var, "PDS_HANDLE_BACKUP_NAMESERVERS", "{bad}");
+        }
     }
 
     #[test]

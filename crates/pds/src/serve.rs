@@ -89,7 +89,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         allow_private_addresses: config.dev_mode,
         ..Default::default()
     };
-    let resolver = match atp_identity::resolve::IdentityResolver::new(resolver_config) {
+    let resolver = match crate::service::resolution::build_resolver(&config, resolver_config) {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::warn!(error = %e, "no identity resolver: only local handles will resolve");

@@ -177,6 +177,7 @@ struct Inner {
     lexicons: Arc<atp_lexicon::Catalog>,
     upstream: crate::api::proxy::Upstream,
     mailer: crate::service::mailer::Mailer,
+    lexicon_cache: crate::service::lexicon_resolve::LexiconCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -218,6 +219,7 @@ impl AppState {
                 lexicons: crate::lexicons::catalog(),
                 upstream,
                 mailer,
+                lexicon_cache: Default::default(),
             }),
         }
     }
@@ -240,6 +242,11 @@ impl AppState {
     /// The PLC directory.
     pub fn plc(&self) -> &Plc {
         &self.inner.plc
+    }
+
+    /// Resolved Lexicons (`com.atproto.lexicon.resolveLexicon`), per NSID.
+    pub fn lexicon_cache(&self) -> &crate::service::lexicon_resolve::LexiconCache {
+        &self.inner.lexicon_cache
     }
 
     /// The network identity resolver, if any.

@@ -895,12 +895,13 @@ async fn service_auth_and_temp_methods_end_to_end() {
     .await;
     assert_error(&r, 400, "InvalidRequest", "bad birthDate");
 
-    // resolveLexicon is not served (no DNS-based lexicon resolution here).
+    // resolveLexicon is served (tests/lexicon_resolve.rs); a bad NSID is refused before any
+    // network lookup.
     let r = get(
         &client,
         &server.xrpc("com.atproto.lexicon.resolveLexicon"),
-        &[("nsid", "app.bsky.feed.post")],
+        &[("nsid", "not an nsid")],
     )
     .await;
-    assert_error(&r, 501, "MethodNotImplemented", "resolveLexicon");
+    assert_error(&r, 400, "InvalidRequest", "resolveLexicon");
 }

@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
 use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::NetError;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 /// A boxed DNS answer future (the traits are used as `Arc<dyn …>`).
@@ -37,7 +39,7 @@ pub enum DnsError {
     },
 }
 
-/// TXT lookups, for `_atproto.<handle>`.
+/// TXT lookups, for `_atproto.<handle>` and `_lexicon.<authority>`.
 pub trait TxtLookup: Send + Sync {
     /// The TXT records of `name`, one string per record (its character-strings concatenated,
     /// invalid UTF-8 replaced); empty when the name or the records do not exist.
@@ -50,7 +52,7 @@ pub trait AddrLookup: Send + Sync {
     fn addrs<'a>(&'a self, host: &'a str) -> DnsFuture<'a, Vec<IpAddr>>;
 }
 
-/// DNS through hickory, configured from the system (`/etc/resolv.conf`).
+/// DNS through hickory, configured from the system (`/etc/resolv.conf`) or given name servers.
 #[derive(Clone)]
 pub struct HickoryDns {
     resolver: TokioResolver,
@@ -69,6 +71,38 @@ impl HickoryDns {
             .and_then(|b| b.build())
             .map_err(|e| DnsError::Failed {
                 name: "(system configuration)".to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(HickoryDns { resolver })
+    }
+
+    /// A resolver asking these name servers (UDP, then TCP for truncated answers, each on its
+    /// port) instead of the system's, with hickory's default options. An empty list is refused.
+    pub fn with_nameservers(servers: &[SocketAddr]) -> Result<HickoryDns, DnsError> {
+        if servers.is_empty() {
+            return Err(DnsError::Failed {
+                name: "(name server list)".to_owned(),
+                reason: "no name servers given".to_owned(),
+            });
+        }
+        let name_servers = servers
+            .iter()
+            .map(|server| {
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut connection| {
+                        connection.port = server.port();
+                        connection
+                    })
+                    .collect();
+                NameServerConfig::new(server.ip(), true, connections)
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .build()
+            .map_err(|e| DnsError::Failed {
+                name: "(name server configuration)".to_owned(),
                 reason: e.to_string(),
             })?;
         Ok(HickoryDns { resolver })

@@ -10,6 +10,9 @@
 //!   `https://<host>/.well-known/did.json`, handles through [`TxtLookup`] then
 //!   `https://<handle>/.well-known/atproto-did`; answers cached with stale-while-revalidate.
 //! - [`dns`]: the DNS seams ([`TxtLookup`], [`AddrLookup`]) and their hickory implementation.
+//!   TXT lookups may go to given name servers ([`HickoryDns::with_nameservers`]), with backup
+//!   servers asked last for handles; [`IdentityResolver::resolve_lexicon_authority`] reads
+//!   `_lexicon.<authority>` records for Lexicon resolution.
 //! - [`ssrf`]: which addresses a user-influenced URL may reach.
 //!
 //! # Tricky bits
@@ -44,7 +47,7 @@ pub use cache::{CachePolicy, Clock, ManualClock, SystemClock};
 pub use dns::{AddrLookup, DnsError, HickoryDns, StaticDns, TxtLookup};
 pub use fetch::FetchError;
 pub use plc_client::{PlcClient, PlcError};
-pub use resolver::{BuildError, IdentityResolver, IdentityResolverBuilder};
+pub use resolver::{BuildError, IdentityResolver, IdentityResolverBuilder, lexicon_dns_name};
 pub use web::{DID_WEB_PATH, DidWebError, RESERVED_TLDS, did_web_url, handle_tld_is_reserved};
 
 /// The public PLC directory.

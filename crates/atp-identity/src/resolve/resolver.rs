@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use atp_syntax::{Did, Handle};
+use atp_syntax::{Did, Handle, Nsid};
+use reqwest::Url;
 
 use super::ResolverConfig;
 use super::cache::{Clock, SwrCache, SystemClock};
@@ -45,6 +46,7 @@ struct Inner {
     plc: PlcClient,
     web: Fetcher,
     txt: Arc<dyn TxtLookup>,
+    backup_txt: Option<Arc<dyn TxtLookup>>,
     dids: Arc<SwrCache<Did, DidDocument>>,
     handles: Arc<SwrCache<String, Did>>,
 }
@@ -61,6 +63,7 @@ impl std::fmt::Debug for IdentityResolver {
 pub struct IdentityResolverBuilder {
     config: ResolverConfig,
     txt: Option<Arc<dyn TxtLookup>>,
+    backup_txt: Option<Arc<dyn TxtLookup>>,
     addrs: Option<Arc<dyn AddrLookup>>,
     clock: Arc<dyn Clock>,
 }
@@ -69,6 +72,13 @@ impl IdentityResolverBuilder {
     /// TXT lookups through `txt` instead of the system resolver.
     pub fn txt_lookup(mut self, txt: Arc<dyn TxtLookup>) -> IdentityResolverBuilder {
         self.txt = Some(txt);
+        self
+    }
+
+    /// Handle TXT lookups tried last, when neither `txt` nor the HTTPS well-known file gave a
+    /// DID (the reference PDS's `PDS_HANDLE_BACKUP_NAMESERVERS`).
+    pub fn backup_txt_lookup(mut self, txt: Arc<dyn TxtLookup>) -> IdentityResolverBuilder {
+        self.backup_txt = Some(txt);
         self
     }
 
@@ -112,6 +122,7 @@ impl IdentityResolverBuilder {
                 plc,
                 web,
                 txt,
+                backup_txt: self.backup_txt,
                 dids,
                 handles,
             }),
@@ -125,6 +136,7 @@ impl IdentityResolver {
         IdentityResolverBuilder {
             config,
             txt: None,
+            backup_txt: None,
             addrs: None,
             clock: Arc::new(SystemClock::default()),
         }
@@ -165,6 +177,31 @@ impl IdentityResolver {
     pub fn invalidate_handle(&self, handle: &Handle) {
         self.inner.handles.remove(&handle_key(handle));
     }
+
+    /// The DID a Lexicon's authority names: the TXT records of `_lexicon.<authority>` (not
+    /// cached here), of which exactly one must be `did=<valid DID>`; `None` otherwise, as the
+    /// reference. The lookup never walks up or down the DNS hierarchy.
+    pub async fn resolve_lexicon_authority(&self, nsid: &Nsid) -> Result<Option<Did>, DnsError> {
+        let records = self.inner.txt.txt(&lexicon_dns_name(nsid)).await?;
+        Ok(parse_dns_txt(&records).ok())
+    }
+
+    /// GETs a URL taken from a DID document or a handle through the SSRF-guarded client (https
+    /// and public addresses only unless [`ResolverConfig::allow_private_addresses`], redirects
+    /// checked, timeouts), returning at most `limit` bytes of a 2xx body.
+    pub async fn get_untrusted(&self, url: &str, limit: usize) -> Result<Vec<u8>, FetchError> {
+        let parsed = Url::parse(url).map_err(|e| FetchError::InvalidUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.inner.web.get(&parsed, limit).await
+    }
+}
+
+/// The DNS name holding a Lexicon's authority: `_lexicon.` and the NSID's authority in DNS order
+/// (`app.bsky.feed.post` gives `_lexicon.feed.bsky.app`).
+pub fn lexicon_dns_name(nsid: &Nsid) -> String {
+    format!("_lexicon.{}", nsid.authority())
 }
 
 fn handle_key(handle: &Handle) -> String {
@@ -257,6 +294,14 @@ impl Inner {
             Ok(did) => return Ok(did),
             Err(found) => found,
         };
+        // As the reference: the backup name servers only when both methods gave no DID, and
+        // whatever goes wrong there leaves the outcome above unchanged.
+        if let Some(backup) = &self.backup_txt
+            && let Ok(records) = backup.txt(&dns_txt_name(&handle)).await
+            && let Ok(did) = parse_dns_txt(&records)
+        {
+            return Ok(did);
+        }
         Err(match (dns, http) {
             (Found::Invalid(e), _) | (_, Found::Invalid(e)) => ResolveError::Handle(e),
             (Found::Failed(dns), Found::Failed(http)) => ResolveError::Unavailable {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atp_crypto::{Curve, Keypair};
-use atp_syntax::{Did, Handle};
+use atp_syntax::{Did, Handle, Nsid};
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -782,4 +782,126 @@ async fn cache_serves_fresh_then_stale_while_refreshing() {
         r.resolve_did(&old.did).await,
         Err(ResolveError::Unavailable { .. })
     ));
+}
+
+// ---- backup name servers, Lexicon authorities, untrusted GETs ----
+
+fn with_backup(config: ResolverConfig, primary: StaticDns, backup: StaticDns) -> IdentityResolver {
+    let primary = Arc::new(primary);
+    IdentityResolver::builder(config)
+        .txt_lookup(Arc::clone(&primary) as Arc<dyn TxtLookup>)
+        .addr_lookup(primary)
+        .backup_txt_lookup(Arc::new(backup))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn backup_name_servers_are_asked_after_dns_and_https() {
+    let stub = Stub::start().await;
+    let (a, b, c) = (
+        "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa",
+        "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb",
+        "did:plc:cccccccccccccccccccccccc",
+    );
+    stub.set(
+        "GET /.well-known/atproto-did",
+        Reply::Body(200, "text/plain", c.as_bytes().to_vec()),
+    );
+    let primary = StaticDns::new()
+        .with_txt("_atproto.first.test", &format!("did={a}"))
+        .with_addr("third.test", localhost());
+    let backup = StaticDns::new()
+        .with_txt("_atproto.first.test", &format!("did={b}"))
+        .with_txt("_atproto.second.test", &format!("did={b}"))
+        .with_txt("_atproto.third.test", &format!("did={b}"))
+        .with_txt("_atproto.fourth.test", "did=not-a-did");
+    let r = with_backup(dev_config(&stub), primary, backup);
+    let resolve = |h: &'static str| {
+        let r = r.clone();
+        async move { r.resolve_handle(&h.parse().unwrap()).await }
+    };
+    // The primary answer wins; the backup fills in only when DNS and HTTPS found nothing.
+    assert_eq!(resolve("first.test").await.unwrap().as_str(), a);
+    assert_eq!(resolve("second.test").await.unwrap().as_str(), b);
+    assert_eq!(resolve("third.test").await.unwrap().as_str(), c);
+    // A useless backup answer leaves the outcome as it was.
+    assert!(matches!(
+        resolve("fourth.test").await,
+        Err(ResolveError::HandleNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn lexicon_authorities_come_from_exact_dns_names() {
+    let stub = Stub::start().await;
+    let did = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa";
+    let dns = StaticDns::new()
+        .with_txt("_lexicon.example.com", "v=spf1 -all")
+        .with_txt("_lexicon.example.com", &format!("did={did}"))
+        .with_txt("_lexicon.two.example.org", &format!("did={did}"))
+        .with_txt("_lexicon.two.example.org", &format!("did={did}"))
+        .with_txt("_lexicon.bad.example.org", "did=did:nope")
+        .with_txt("_lexicon.example.org", &format!("did={did}"));
+    let r = resolver(dev_config(&stub), dns);
+    let authority = |nsid: &'static str| {
+        let r = r.clone();
+        async move {
+            r.resolve_lexicon_authority(&nsid.parse().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let nsid: Nsid = "com.example.fooBar".parse().unwrap();
+    assert_eq!(lexicon_dns_name(&nsid), "_lexicon.example.com");
+    assert_eq!(
+        lexicon_dns_name(&"App.Bsky.Feed.post".parse().unwrap()),
+        "_lexicon.feed.bsky.app"
+    );
+    assert_eq!(
+        authority("com.example.fooBar").await.map(String::from),
+        Some(did.to_owned())
+    );
+    // Two `did=` records, or an invalid DID: no authority.
+    assert_eq!(authority("org.example.two.thing").await, None);
+    assert_eq!(authority("org.example.bad.thing").await, None);
+    // No walking up the hierarchy: `_lexicon.sub.example.org` has no record of its own.
+    assert_eq!(authority("org.example.sub.thing").await, None);
+    assert_eq!(stub.hits(), 0);
+}
+
+#[tokio::test]
+async fn untrusted_gets_keep_the_ssrf_guard() {
+    let stub = Stub::start().await;
+    stub.set("GET /x", json(200, &serde_json::json!({"ok": true})));
+    let url = format!("{}/x", stub.url());
+    let prod = resolver(ResolverConfig::with_plc_url(stub.url()), StaticDns::new());
+    assert!(matches!(
+        prod.get_untrusted(&url, 1024).await,
+        Err(FetchError::InsecureScheme { .. } | FetchError::ForbiddenAddress { .. })
+    ));
+    let https = format!("https://{}/x", stub.addr);
+    assert!(matches!(
+        prod.get_untrusted(&https, 1024).await,
+        Err(FetchError::ForbiddenAddress { .. })
+    ));
+    assert!(matches!(
+        prod.get_untrusted("not a url", 1024).await,
+        Err(FetchError::InvalidUrl { .. })
+    ));
+    assert_eq!(stub.hits(), 0);
+    let dev = resolver(dev_config(&stub), StaticDns::new());
+    assert_eq!(
+        dev.get_untrusted(&url, 1024).await.unwrap(),
+        b"{\"ok\":true}"
+    );
+    assert!(matches!(
+        dev.get_untrusted(&url, 4).await,
+        Err(FetchError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn name_server_lists_must_not_be_empty() {
+    assert!(HickoryDns::with_nameservers(&[]).is_err());
 }

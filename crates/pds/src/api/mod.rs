@@ -13,6 +13,7 @@ pub mod lexicon;
 pub mod migration;
 pub mod proxy;
 pub mod repo;
+pub mod resolve_lexicon;
 pub mod server;
 pub mod service_auth;
 pub mod subscribe;
@@ -279,6 +280,11 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/com.atproto.temp.checkHandleAvailability",
             get(temp::check_handle_availability),
+        )
+        // lexicon resolution
+        .route(
+            "/com.atproto.lexicon.resolveLexicon",
+            get(resolve_lexicon::resolve_lexicon),
         )
         .route("/_health", get(health))
         // lexicon: validates params and JSON bodies of every route above (keep it just before

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod email_tokens;
 pub mod files;
 pub mod handle;
+pub mod lexicon_resolve;
 pub mod mailer;
 pub mod method_policy;
 pub mod migration;

@@ -13,7 +13,11 @@
 //!   reference identity resolver.
 //! - Refresh: the cached document (and handle answer) are dropped and fetched again.
 
-use atp_identity::resolve::{IdentityResolver, PlcError};
+use std::sync::Arc;
+
+use atp_identity::resolve::{
+    BuildError, HickoryDns, IdentityResolver, PlcError, ResolverConfig, TxtLookup,
+};
 use atp_identity::{DidDocument, ResolveError, Resolver};
 use atp_syntax::{Did, Handle};
 use pds_store::StoreError;
@@ -67,6 +71,25 @@ impl IdentityInfo {
             "didDoc": self.doc.to_json(),
         })
     }
+}
+
+/// The network resolver for `config`: TXT records from `PDS_DNS_NAMESERVERS` (else the
+/// system's name servers), `PDS_HANDLE_BACKUP_NAMESERVERS` asked last for handles, addresses
+/// always from the system.
+pub fn build_resolver(
+    config: &crate::config::Config,
+    resolver_config: ResolverConfig,
+) -> Result<IdentityResolver, BuildError> {
+    let mut builder = IdentityResolver::builder(resolver_config);
+    if !config.dns_nameservers.is_empty() {
+        let dns = HickoryDns::with_nameservers(&config.dns_nameservers)?;
+        builder = builder.txt_lookup(Arc::new(dns) as Arc<dyn TxtLookup>);
+    }
+    if !config.handle_backup_nameservers.is_empty() {
+        let dns = HickoryDns::with_nameservers(&config.handle_backup_nameservers)?;
+        builder = builder.backup_txt_lookup(Arc::new(dns));
+    }
+    builder.build()
 }
 
 fn resolver(state: &AppState) -> Result<&IdentityResolver, IdentityError> {
