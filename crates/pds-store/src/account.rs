@@ -39,6 +39,9 @@ pub struct Account {
     pub takedown_ref: Option<String>,
     /// Whether the account may not create invite codes.
     pub invites_disabled: bool,
+    /// When the email sign-in factor was turned on (`None`: off): a password login then also
+    /// needs a code mailed to the (confirmed) address.
+    pub email_auth_factor_at: Option<DateTime<Utc>>,
 }
 
 impl Account {
@@ -76,7 +79,10 @@ pub struct CreatedAccount {
 
 pub(crate) const ACCOUNT_COLUMNS: &str =
     "did, handle, email, password_hash, created_at, email_confirmed_at,
-     deactivated_at, delete_after, takedown_ref, invites_disabled";
+     deactivated_at, delete_after, takedown_ref, invites_disabled, email_auth_factor_at";
+
+/// How many columns [`ACCOUNT_COLUMNS`] names (the index of the first column after them).
+pub(crate) const ACCOUNT_COLUMN_COUNT: usize = 11;
 
 pub(crate) fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
@@ -90,6 +96,7 @@ pub(crate) fn account_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Acco
         delete_after: opt_time_at(row, 7)?,
         takedown_ref: row.get(8)?,
         invites_disabled: row.get(9)?,
+        email_auth_factor_at: opt_time_at(row, 10)?,
     })
 }
 
@@ -256,7 +263,8 @@ impl Store {
             .await
     }
 
-    /// Changes the email address (and clears its confirmation); [`StoreError::EmailTaken`] if
+    /// Changes the email address (and clears its confirmation and the email sign-in factor, as
+    /// the reference: codes must not go to an unconfirmed inbox); [`StoreError::EmailTaken`] if
     /// another account has it.
     pub async fn update_email(&self, did: &Did, email: &str) -> Result<(), StoreError> {
         let (did, email) = (did.clone(), email.to_owned());
@@ -265,10 +273,45 @@ impl Store {
                 check_email_free(conn, &did, &email)?;
                 let n = conn
                     .prepare_cached(
-                        "UPDATE account SET email = ?2, email_confirmed_at = NULL WHERE did = ?1",
+                        "UPDATE account
+                         SET email = ?2, email_confirmed_at = NULL, email_auth_factor_at = NULL
+                         WHERE did = ?1",
                     )?
                     .execute(params![did.as_str(), email])?;
                 expect_one(n, &did)
+            })
+            .await
+    }
+
+    /// Turns the email sign-in factor on (`Some(now)`; an earlier time is kept) or off
+    /// (`None`), only while `email` is still the account's address (case-insensitively) and,
+    /// to turn it on, confirmed: the check and the write are one statement, so a concurrent
+    /// address change wins. Returns whether the account matched.
+    pub async fn set_email_auth_factor(
+        &self,
+        did: &Did,
+        email: &str,
+        on: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (did, email) = (did.clone(), email.to_owned());
+        self.db()
+            .write(move |conn| {
+                let n = match on {
+                    Some(now) => conn
+                        .prepare_cached(
+                            "UPDATE account
+                             SET email_auth_factor_at = COALESCE(email_auth_factor_at, ?3)
+                             WHERE did = ?1 AND email = ?2 AND email_confirmed_at IS NOT NULL",
+                        )?
+                        .execute(params![did.as_str(), email, millis(&now)])?,
+                    None => conn
+                        .prepare_cached(
+                            "UPDATE account SET email_auth_factor_at = NULL
+                             WHERE did = ?1 AND email = ?2",
+                        )?
+                        .execute(params![did.as_str(), email])?,
+                };
+                Ok(n > 0)
             })
             .await
     }
@@ -405,28 +448,35 @@ impl Store {
     ) -> Result<Vec<Cid>, StoreError> {
         let did = did.clone();
         self.db()
-            .write(move |conn| {
-                let blobs = {
-                    let mut stmt = conn.prepare_cached(
-                        "SELECT cid FROM blob WHERE did = ?1 AND status != 'expected'",
-                    )?;
-                    let rows = stmt.query_map([did.as_str()], |r| crate::db::cid_at(r, 0))?;
-                    rows.collect::<Result<Vec<_>, _>>()?
-                };
-                // ON DELETE CASCADE removes every row that references the account.
-                let n = conn
-                    .prepare_cached("DELETE FROM account WHERE did = ?1")?
-                    .execute([did.as_str()])?;
-                expect_one(n, &did)?;
-                conn.prepare_cached("DELETE FROM event WHERE did = ?1")?
-                    .execute([did.as_str()])?;
-                if let Some(event) = &event {
-                    event::append(conn, &did, event, &now)?;
-                }
-                Ok(blobs)
-            })
+            .write(move |conn| delete_account_rows(conn, &did, event.as_ref(), &now))
             .await
     }
+}
+
+/// [`Store::delete_account`] inside the current transaction.
+pub(crate) fn delete_account_rows(
+    conn: &Connection,
+    did: &Did,
+    event: Option<&NewEvent>,
+    now: &DateTime<Utc>,
+) -> Result<Vec<Cid>, StoreError> {
+    let blobs = {
+        let mut stmt =
+            conn.prepare_cached("SELECT cid FROM blob WHERE did = ?1 AND status != 'expected'")?;
+        let rows = stmt.query_map([did.as_str()], |r| crate::db::cid_at(r, 0))?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    // ON DELETE CASCADE removes every row that references the account.
+    let n = conn
+        .prepare_cached("DELETE FROM account WHERE did = ?1")?
+        .execute([did.as_str()])?;
+    expect_one(n, did)?;
+    conn.prepare_cached("DELETE FROM event WHERE did = ?1")?
+        .execute([did.as_str()])?;
+    if let Some(event) = event {
+        event::append(conn, did, event, now)?;
+    }
+    Ok(blobs)
 }
 
 /// One repository in [`Store::list_repos`]: the account and its current root.
@@ -466,9 +516,9 @@ impl Store {
                     Ok(ListedRepo {
                         account: account_from_row(row)?,
                         root: crate::repo::RepoRoot {
-                            commit: crate::db::cid_at(row, 10)?,
-                            rev: parsed_at(row, 11)?,
-                            data: crate::db::cid_at(row, 12)?,
+                            commit: crate::db::cid_at(row, ACCOUNT_COLUMN_COUNT)?,
+                            rev: parsed_at(row, ACCOUNT_COLUMN_COUNT + 1)?,
+                            data: crate::db::cid_at(row, ACCOUNT_COLUMN_COUNT + 2)?,
                         },
                     })
                 })?;

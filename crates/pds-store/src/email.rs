@@ -1,5 +1,5 @@
 //! Email tokens: one-time codes mailed to the account (confirm or change the address, reset
-//! the password, delete the account, sign a PLC operation). One live token per account and
+//! the password, delete the account, sign a PLC operation, sign in with the email factor). One live token per account and
 //! purpose; requesting a new one replaces the old. Expiry is the caller's policy
 //! (`requested_at` is returned).
 
@@ -24,6 +24,20 @@ pub enum EmailTokenPurpose {
     DeleteAccount,
     /// `signPlcOperation`.
     PlcOperation,
+    /// `createSession`'s `authFactorToken` (the email sign-in factor).
+    AuthFactor,
+}
+
+impl EmailTokenPurpose {
+    /// Every purpose.
+    pub const ALL: [EmailTokenPurpose; 6] = [
+        EmailTokenPurpose::ConfirmEmail,
+        EmailTokenPurpose::UpdateEmail,
+        EmailTokenPurpose::ResetPassword,
+        EmailTokenPurpose::DeleteAccount,
+        EmailTokenPurpose::PlcOperation,
+        EmailTokenPurpose::AuthFactor,
+    ];
 }
 
 impl EmailTokenPurpose {
@@ -35,6 +49,7 @@ impl EmailTokenPurpose {
             EmailTokenPurpose::ResetPassword => "reset_password",
             EmailTokenPurpose::DeleteAccount => "delete_account",
             EmailTokenPurpose::PlcOperation => "plc_operation",
+            EmailTokenPurpose::AuthFactor => "auth_factor",
         }
     }
 }
@@ -262,22 +277,17 @@ impl std::str::FromStr for EmailTokenPurpose {
     type Err = String;
 
     /// Parses the stored name (`confirm_email`, `update_email`, `reset_password`,
-    /// `delete_account`, `plc_operation`).
+    /// `delete_account`, `plc_operation`, `auth_factor`).
     fn from_str(s: &str) -> Result<Self, String> {
-        [
-            EmailTokenPurpose::ConfirmEmail,
-            EmailTokenPurpose::UpdateEmail,
-            EmailTokenPurpose::ResetPassword,
-            EmailTokenPurpose::DeleteAccount,
-            EmailTokenPurpose::PlcOperation,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
-        .ok_or_else(|| {
-            format!(
-                "unknown token purpose {s:?} (expected confirm_email, update_email, \
-                 reset_password, delete_account or plc_operation)"
-            )
-        })
+        EmailTokenPurpose::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = EmailTokenPurpose::ALL.iter().map(|p| p.as_str()).collect();
+                format!(
+                    "unknown token purpose {s:?} (expected one of {})",
+                    names.join(", ")
+                )
+            })
     }
 }

@@ -36,7 +36,7 @@
 //! - `meta(key, value)`: `last_seq` (last event number handed out), `seq_floor`.
 //! - `account(did PK, handle UNIQUE NOCASE, email UNIQUE NOCASE NULL, password_hash NULL,
 //!   created_at, email_confirmed_at, deactivated_at, delete_after, takedown_ref,
-//!   invites_disabled)`.
+//!   invites_disabled, email_auth_factor_at)`.
 //! - `refresh_token(id PK, did, app_password_name, expires_at, next_id)`: `next_id` is the token
 //!   this one was rotated into (see `session`).
 //! - `app_password(did, name, password_hash, privileged, created_at; PK (did, name))`.
@@ -47,8 +47,9 @@
 //!   commit that stored it (for `getRepo?since=`).
 //! - `record(uri PK, did, collection, rkey, cid, rev, indexed_at, takedown_ref)`, unique on
 //!   `(did, collection, rkey)`, indexed on `(did, cid)`: the records index.
-//! - `blob(did, cid, mime_type, size, status, temp_key, created_at, takedown_ref; PK (did, cid))`
-//!   with `status` in `temporary`, `permanent`, `expected` (see `blob`).
+//! - `blob(did, cid, mime_type, size, status, temp_key, created_at, takedown_ref, quarantined;
+//!   PK (did, cid))` with `status` in `temporary`, `permanent`, `expected` (see `blob`);
+//!   `quarantined` says where the file of a permanent blob is (see `admin`).
 //! - `record_blob(record_uri, blob_cid, did; PK (record_uri, blob_cid))`: which record references
 //!   which blob; cascades from `record`.
 //! - `event(seq INTEGER PK, did, kind, body, time)`: the event log (see `event`).
@@ -94,7 +95,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use account::{Account, CreatedAccount, ListedRepo, NewAccount};
-pub use admin::{AccountStatusChange, InviteCursor, InviteSort};
+pub use admin::{AccountStatusChange, InviteCursor, InviteSort, QuarantineMove};
 pub use blob::{
     BlobCounts, BlobMeta, BlobStatus, MissingBlob, NewUpload, PromotedBlob, TempBlobFile,
     UnknownBlobStatus, UploadOutcome,

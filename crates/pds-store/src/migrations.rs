@@ -174,6 +174,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (did, collection, rkey, blob_cid)
     ) STRICT;
     ",
+    // 4: email: when the email sign-in factor (updateEmail `emailAuthFactor`) was turned on.
+    "ALTER TABLE account ADD COLUMN email_auth_factor_at INTEGER;",
+    // 5: takedown: whether a blob's file sits in quarantine, and the file moves left to do
+    // (taken down but not quarantined, or quarantined but no longer taken down).
+    "
+    ALTER TABLE blob ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX blob_quarantine_pending ON blob (did, cid)
+        WHERE (takedown_ref IS NOT NULL) != quarantined;
+    ",
 ];
 
 /// The schema version this build creates and understands.

@@ -430,6 +430,58 @@ async fn app_passwords() {
 }
 
 #[tokio::test]
+async fn the_email_sign_in_factor_follows_the_confirmed_address() {
+    let t = open_store();
+    let alice = account(1);
+    create(&t.store, &alice, Some("a@example.com")).await;
+    let factor = |on| {
+        let store = &t.store;
+        let did = alice.did.clone();
+        async move {
+            let a = store.get_account(&did).await.unwrap().unwrap();
+            assert_eq!(a.email_auth_factor_at.is_some(), on);
+            a.email_auth_factor_at
+        }
+    };
+    let set = |email: &'static str, on: Option<i64>| {
+        let store = &t.store;
+        let did = alice.did.clone();
+        async move {
+            store
+                .set_email_auth_factor(&did, email, on.map(at))
+                .await
+                .unwrap()
+        }
+    };
+    // Unconfirmed: refused, nothing written.
+    assert!(!set("a@example.com", Some(1)).await);
+    factor(false).await;
+    t.store.confirm_email(&alice.did, at(2)).await.unwrap();
+    // Another address: refused; the account's (any case): on, and the first time is kept.
+    assert!(!set("b@example.com", Some(3)).await);
+    factor(false).await;
+    assert!(set("A@EXAMPLE.com", Some(3)).await);
+    assert!(set("a@example.com", Some(4)).await);
+    assert_eq!(factor(true).await, Some(at(3)));
+    // Off needs the address too (not its confirmation).
+    assert!(!set("b@example.com", None).await);
+    factor(true).await;
+    assert!(set("a@example.com", None).await);
+    factor(false).await;
+    // A new address clears confirmation and the factor together.
+    assert!(set("a@example.com", Some(5)).await);
+    t.store
+        .update_email(&alice.did, "c@example.com")
+        .await
+        .unwrap();
+    let a = t.store.get_account(&alice.did).await.unwrap().unwrap();
+    assert_eq!((a.email_confirmed_at, a.email_auth_factor_at), (None, None));
+    // Listed accounts carry it as well (its column comes before the root's).
+    let listed = t.store.list_repos(None, 10).await.unwrap();
+    assert_eq!(listed[0].account, a);
+}
+
+#[tokio::test]
 async fn email_tokens_and_preferences() {
     let t = open_store();
     let alice = account(1);

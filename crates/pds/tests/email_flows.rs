@@ -1,8 +1,9 @@
 //! Email codes end to end against the real `pds serve`: every flow mails its code through an
 //! SMTP sink on 127.0.0.1 written here (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT), and the
-//! code read from the received message is what the next call uses. Also: codes read with
-//! `pds account token` when no SMTP server is configured, and the background jobs (scheduled
-//! deletion across a restart, removal of stale uploads).
+//! code read from the received message is what the next call uses; the email sign-in factor
+//! (updateEmail `emailAuthFactor`, createSession `authFactorToken`) the same way. Also: codes
+//! read with `pds account token` when no SMTP server is configured, and the background jobs
+//! (scheduled deletion across a restart, removal of stale uploads).
 
 mod harness;
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use data_encoding::BASE64;
-use harness::{Reply, Server, create_account, files_under, get, login, post, post_bytes};
+use harness::{Account, Reply, Server, create_account, files_under, get, login, post, post_bytes};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -132,19 +133,49 @@ async fn smtp_session(stream: tokio::net::TcpStream, outbox: Outbox) -> std::io:
     Ok(())
 }
 
-/// Waits until the sink holds `n` messages; returns the last.
-async fn mail_number(outbox: &Outbox, n: usize) -> Mail {
-    for _ in 0..200 {
-        {
-            let mails = outbox.lock().unwrap();
-            if mails.len() >= n {
-                assert_eq!(mails.len(), n, "more messages than expected: {mails:#?}");
-                return mails[n - 1].clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// The sink's messages, read in order.
+struct Inbox {
+    outbox: Outbox,
+    read: usize,
+}
+
+impl Inbox {
+    fn new(outbox: Outbox) -> Inbox {
+        Inbox { outbox, read: 0 }
     }
-    panic!("expected {n} messages, got {:#?}", outbox.lock().unwrap());
+
+    /// Waits for the next message and checks its subject and recipient.
+    async fn next(&mut self, subject: &str, to: &str) -> Mail {
+        self.read += 1;
+        let n = self.read;
+        for _ in 0..200 {
+            let mail = {
+                let mails = self.outbox.lock().unwrap();
+                assert!(mails.len() <= n, "more messages than expected: {mails:#?}");
+                mails.get(n - 1).cloned()
+            };
+            if let Some(mail) = mail {
+                assert_eq!(
+                    (mail.subject(), mail.to.clone()),
+                    (subject, vec![format!("<{to}>")]),
+                    "message {n}: {}",
+                    mail.data
+                );
+                return mail;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "expected a message {n} ({subject}), got {:#?}",
+            self.outbox.lock().unwrap()
+        );
+    }
+
+    /// Asserts that nothing arrived since the last message read.
+    fn nothing_new(&self, what: &str) {
+        let mails = self.outbox.lock().unwrap();
+        assert_eq!(mails.len(), self.read, "{what}: unexpected mail {mails:#?}");
+    }
 }
 
 const ADMIN_PASSWORD: &str = "admin-secret";
@@ -164,28 +195,61 @@ async fn admin_post(client: &reqwest::Client, url: &str, body: &Value, auth: boo
     Reply::read(req.send().await.expect("send")).await
 }
 
-/// POSTs to XRPC procedures with one client and one session (or none).
+/// Calls one server's XRPC procedures with one client and one session (or none).
 #[derive(Clone, Copy)]
 struct Caller<'a> {
     c: &'a reqwest::Client,
+    server: &'a Server,
     token: Option<&'a str>,
 }
 
-impl Caller<'_> {
-    async fn post(self, url: &str, body: &Value) -> Reply {
-        post(self.c, url, self.token, body).await
+impl<'a> Caller<'a> {
+    fn new(c: &'a reqwest::Client, server: &'a Server, token: Option<&'a str>) -> Caller<'a> {
+        Caller { c, server, token }
+    }
+
+    async fn post(self, method: &str, body: &Value) -> Reply {
+        post(self.c, &self.server.xrpc(method), self.token, body).await
+    }
+
+    /// The body of a 200 answer.
+    async fn ok(self, method: &str, body: &Value) -> Value {
+        self.post(method, body).await.ok(method)
+    }
+
+    /// Asserts that the call fails with this status and error name.
+    async fn fails(self, method: &str, body: &Value, status: u16, name: &str, what: &str) -> Reply {
+        let reply = self.post(method, body).await;
+        expect_error(&reply, status, name, what);
+        reply
+    }
+
+    /// getSession of this caller's session.
+    async fn session(self) -> Value {
+        let res = self
+            .c
+            .get(self.server.xrpc("com.atproto.server.getSession"))
+            .bearer_auth(self.token.expect("a session"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        res.json().await.unwrap()
     }
 }
 
-async fn session(client: &reqwest::Client, server: &Server, token: &str) -> Value {
-    let res = client
-        .get(server.xrpc("com.atproto.server.getSession"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    res.json().await.unwrap()
+/// `createSession` with this password and, if given, `authFactorToken`.
+async fn login_with(
+    anon: Caller<'_>,
+    id: &str,
+    password: &str,
+    auth_factor_token: Option<&str>,
+) -> Reply {
+    let mut body = json!({"identifier": id, "password": password});
+    if let Some(code) = auth_factor_token {
+        body["authFactorToken"] = json!(code);
+    }
+    anon.post("com.atproto.server.createSession", &body).await
 }
 
 fn expect_error(reply: &Reply, status: u16, name: &str, what: &str) {
@@ -197,10 +261,32 @@ fn expect_error(reply: &Reply, status: u16, name: &str, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn every_email_flow_through_an_smtp_sink() {
-    let (smtp_port, outbox) = smtp_sink().await;
+/// Moves every email code of `did` 16 minutes into the past (expired).
+fn age_email_tokens(dir: &std::path::Path, did: &str) {
+    let db = rusqlite::Connection::open(dir.join("pds.sqlite")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let n = db
+        .execute(
+            "UPDATE email_token SET requested_at = requested_at - 16 * 60 * 1000 WHERE did = ?1",
+            [did],
+        )
+        .unwrap();
+    assert!(n > 0, "no code to age");
+}
+
+/// A server that mails through a fresh SMTP sink, and the account alice.
+struct Mailing {
+    /// The data directory (kept until the test ends).
+    dir: tempfile::TempDir,
+    server: Server,
+    inbox: Inbox,
+    c: reqwest::Client,
+    alice: Account,
+}
+
+async fn mailing() -> Mailing {
     let dir = tempfile::tempdir().unwrap();
+    let (smtp_port, outbox) = smtp_sink().await;
     // Credentials are percent-decoded; with no STARTTLS offered, smtp:// stays plain.
     let url = format!("smtp://mailer%40pds.test:p%40ss@127.0.0.1:{smtp_port}");
     let server = Server::start(
@@ -214,31 +300,38 @@ async fn every_email_flow_through_an_smtp_sink() {
     .await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
-    let as_alice = Caller {
-        c: &c,
-        token: Some(&alice.access),
-    };
-    let anon = Caller { c: &c, token: None };
+    Mailing {
+        dir,
+        server,
+        inbox: Inbox::new(outbox),
+        c,
+        alice,
+    }
+}
+
+#[tokio::test]
+async fn every_email_flow_through_an_smtp_sink() {
+    let Mailing {
+        dir,
+        server,
+        mut inbox,
+        c,
+        alice,
+    } = mailing().await;
+    let as_alice = Caller::new(&c, &server, Some(&alice.access));
+    let anon = Caller::new(&c, &server, None);
     let x = |m: &str| server.xrpc(m);
-    let s = session(&c, &server, &alice.access).await;
+    let s = as_alice.session().await;
     assert_eq!(
         (&s["email"], &s["emailConfirmed"], &s["emailAuthFactor"]),
         (&json!("alice@example.com"), &json!(false), &json!(false))
     );
-    let mut sent = 0;
 
     // requestEmailConfirmation / confirmEmail.
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.requestEmailConfirmation"),
-            &json!({}),
-        )
+    as_alice
+        .ok("com.atproto.server.requestEmailConfirmation", &json!({}))
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(mail.subject(), "Email Confirmation");
-    assert_eq!(mail.to, vec!["<alice@example.com>"]);
+    let mail = inbox.next("Email Confirmation", "alice@example.com").await;
     assert_eq!(mail.from, "<noreply@pds.test>");
     assert_eq!(
         mail.auth,
@@ -250,204 +343,188 @@ async fn every_email_flow_through_an_smtp_sink() {
         mail.data
     );
     let code = mail.code();
+    let confirm_email = "com.atproto.server.confirmEmail";
     let confirm = |email: &str, token: &str| json!({"email": email, "token": token});
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.confirmEmail"),
+    as_alice
+        .fails(
+            confirm_email,
             &confirm("bob@example.com", &code),
+            400,
+            "InvalidEmail",
+            "confirmEmail with another address",
         )
         .await;
-    expect_error(&r, 400, "InvalidEmail", "confirmEmail with another address");
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.confirmEmail"),
+    as_alice
+        .fails(
+            confirm_email,
             &confirm("alice@example.com", "AAAAA-AAAAA"),
+            400,
+            "InvalidToken",
+            "confirmEmail with a wrong code",
         )
         .await;
-    expect_error(&r, 400, "InvalidToken", "confirmEmail with a wrong code");
-    assert_eq!(
-        session(&c, &server, &alice.access).await["emailConfirmed"],
-        false
-    );
+    assert_eq!(as_alice.session().await["emailConfirmed"], false);
     // Codes are case-insensitive and work once.
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.confirmEmail"),
+    as_alice
+        .ok(
+            confirm_email,
             &confirm("ALICE@example.com", &code.to_lowercase()),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        session(&c, &server, &alice.access).await["emailConfirmed"],
-        true
-    );
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.confirmEmail"),
+    assert_eq!(as_alice.session().await["emailConfirmed"], true);
+    as_alice
+        .fails(
+            confirm_email,
             &confirm("alice@example.com", &code),
+            400,
+            "InvalidToken",
+            "a used code",
         )
         .await;
-    expect_error(&r, 400, "InvalidToken", "a used code");
     let r = anon
-        .post(
-            &x("com.atproto.server.confirmEmail"),
-            &confirm("alice@example.com", &code),
-        )
+        .post(confirm_email, &confirm("alice@example.com", &code))
         .await;
     assert_eq!(r.status, 401, "no session: {}", r.body);
 
     // requestEmailUpdate / updateEmail: a code is needed while the address is confirmed.
-    let r = as_alice
-        .post(&x("com.atproto.server.requestEmailUpdate"), &json!({}))
+    let request_update = "com.atproto.server.requestEmailUpdate";
+    let r = as_alice.ok(request_update, &json!({})).await;
+    assert_eq!(r, json!({"tokenRequired": true}));
+    let mail = inbox
+        .next("Email Update Requested", "alice@example.com")
         .await;
-    assert_eq!(r.ok("requestEmailUpdate"), json!({"tokenRequired": true}));
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(mail.subject(), "Email Update Requested");
-    assert_eq!(mail.to, vec!["<alice@example.com>"]);
-    let update = x("com.atproto.server.updateEmail");
-    let r = as_alice
-        .post(&update, &json!({"email": "alice2@example.com"}))
-        .await;
-    expect_error(&r, 400, "TokenRequired", "updateEmail without the code");
-    let r = as_alice
-        .post(
-            &update,
-            &json!({"email": "alice2@example.com", "token": "BBBBB-BBBBB"}),
+    let update = "com.atproto.server.updateEmail";
+    let to = |email: &str, token: &str| json!({"email": email, "token": token});
+    as_alice
+        .fails(
+            update,
+            &json!({"email": "alice2@example.com"}),
+            400,
+            "TokenRequired",
+            "updateEmail without the code",
         )
         .await;
-    expect_error(&r, 400, "InvalidToken", "updateEmail with a wrong code");
-    let r = as_alice
-        .post(
-            &update,
-            &json!({"email": "not-an-address", "token": mail.code()}),
+    as_alice
+        .fails(
+            update,
+            &to("alice2@example.com", "BBBBB-BBBBB"),
+            400,
+            "InvalidToken",
+            "updateEmail with a wrong code",
         )
         .await;
-    expect_error(&r, 400, "InvalidRequest", "updateEmail to a bad address");
-    let r = as_alice
-        .post(
-            &update,
+    as_alice
+        .fails(
+            update,
+            &to("not-an-address", &mail.code()),
+            400,
+            "InvalidRequest",
+            "updateEmail to a bad address",
+        )
+        .await;
+    as_alice
+        .fails(
+            update,
             &json!({"email": "alice2@example.com", "emailAuthFactor": true, "token": mail.code()}),
+            400,
+            "InvalidRequest",
+            "the sign-in factor goes with the current, confirmed address",
         )
         .await;
-    expect_error(&r, 400, "InvalidRequest", "emailAuthFactor is not offered");
-    let r = as_alice
-        .post(
-            &update,
+    as_alice
+        .ok(
+            update,
             &json!({"email": "Alice2@Example.com", "emailAuthFactor": false, "token": mail.code()}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let s = session(&c, &server, &alice.access).await;
+    let s = as_alice.session().await;
     assert_eq!(
         (&s["email"], &s["emailConfirmed"]),
         (&json!("alice2@example.com"), &json!(false))
     );
     // Unconfirmed: no code, no mail.
-    let r = as_alice
-        .post(&x("com.atproto.server.requestEmailUpdate"), &json!({}))
+    let r = as_alice.ok(request_update, &json!({})).await;
+    assert_eq!(r, json!({"tokenRequired": false}));
+    as_alice
+        .ok(update, &json!({"email": "alice@example.com"}))
         .await;
-    assert_eq!(r.ok("requestEmailUpdate"), json!({"tokenRequired": false}));
-    let r = as_alice
-        .post(&update, &json!({"email": "alice@example.com"}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     // Another account's address is refused.
     let bob = create_account(&c, &server, "bob").await;
-    let r = as_alice
-        .post(&update, &json!({"email": "bob@example.com"}))
+    as_alice
+        .fails(
+            update,
+            &json!({"email": "bob@example.com"}),
+            400,
+            "InvalidRequest",
+            "updateEmail to a taken address",
+        )
         .await;
-    expect_error(&r, 400, "InvalidRequest", "updateEmail to a taken address");
-    assert_eq!(
-        mail_number(&outbox, sent).await.subject(),
-        "Email Update Requested"
-    );
+    inbox.nothing_new("unconfirmed address changes");
 
     // An expired code: age it in the database.
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.requestEmailConfirmation"),
-            &json!({}),
-        )
+    as_alice
+        .ok("com.atproto.server.requestEmailConfirmation", &json!({}))
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    sent += 1;
-    let code = mail_number(&outbox, sent).await.code();
-    {
-        let db = rusqlite::Connection::open(dir.path().join("pds.sqlite")).unwrap();
-        db.busy_timeout(Duration::from_secs(10)).unwrap();
-        let n = db
-            .execute(
-                "UPDATE email_token SET requested_at = requested_at - 16 * 60 * 1000 WHERE did = ?1",
-                [&alice.did],
-            )
-            .unwrap();
-        assert_eq!(n, 1);
-    }
-    let r = as_alice
-        .post(
-            &x("com.atproto.server.confirmEmail"),
+    let code = inbox
+        .next("Email Confirmation", "alice@example.com")
+        .await
+        .code();
+    age_email_tokens(dir.path(), &alice.did);
+    as_alice
+        .fails(
+            confirm_email,
             &confirm("alice@example.com", &code),
+            400,
+            "ExpiredToken",
+            "an expired code",
         )
         .await;
-    expect_error(&r, 400, "ExpiredToken", "an expired code");
 
     // requestPasswordReset / resetPassword: sessions are revoked.
     let first = login(&c, &server, "alice.test", "hunter22")
         .await
         .ok("login");
     let refresh = first["refreshJwt"].as_str().unwrap().to_owned();
-    let r = anon
-        .post(
-            &x("com.atproto.server.requestPasswordReset"),
-            &json!({"email": "nobody@example.com"}),
-        )
+    let request_reset = "com.atproto.server.requestPasswordReset";
+    anon.ok(request_reset, &json!({"email": "nobody@example.com"}))
         .await;
-    assert_eq!(r.status, 200, "unknown address: {}", r.body);
-    let r = anon
-        .post(
-            &x("com.atproto.server.requestPasswordReset"),
-            &json!({"email": "ALICE@example.com"}),
-        )
+    anon.ok(request_reset, &json!({"email": "ALICE@example.com"}))
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(mail.subject(), "Password Reset Requested");
+    let mail = inbox
+        .next("Password Reset Requested", "alice@example.com")
+        .await;
     assert!(mail.data.contains("alice.test"), "{}", mail.data);
-    let reset = x("com.atproto.server.resetPassword");
-    let r = anon
-        .post(
-            &reset,
-            &json!({"token": "CCCCC-CCCCC", "password": "new-password"}),
-        )
-        .await;
-    expect_error(&r, 400, "InvalidToken", "resetPassword with a wrong code");
-    let r = anon
-        .post(
-            &reset,
-            &json!({"token": mail.code(), "password": "x".repeat(300)}),
-        )
-        .await;
-    expect_error(&r, 400, "InvalidRequest", "a too long password");
-    let r = anon
-        .post(
-            &reset,
-            &json!({"token": mail.code(), "password": "new-password"}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = anon
-        .post(&reset, &json!({"token": mail.code(), "password": "other"}))
-        .await;
-    expect_error(&r, 400, "InvalidToken", "a used reset code");
-    let r = post(
-        &c,
-        &x("com.atproto.server.refreshSession"),
-        Some(&refresh),
-        &json!({}),
+    let reset = "com.atproto.server.resetPassword";
+    let new_password = |token: &str, password: &str| json!({"token": token, "password": password});
+    anon.fails(
+        reset,
+        &new_password("CCCCC-CCCCC", "new-password"),
+        400,
+        "InvalidToken",
+        "resetPassword with a wrong code",
     )
     .await;
+    anon.fails(
+        reset,
+        &new_password(&mail.code(), &"x".repeat(300)),
+        400,
+        "InvalidRequest",
+        "a too long password",
+    )
+    .await;
+    anon.ok(reset, &new_password(&mail.code(), "new-password"))
+        .await;
+    anon.fails(
+        reset,
+        &new_password(&mail.code(), "other"),
+        400,
+        "InvalidToken",
+        "a used reset code",
+    )
+    .await;
+    let r = Caller::new(&c, &server, Some(&refresh))
+        .post("com.atproto.server.refreshSession", &json!({}))
+        .await;
     assert_eq!(r.status, 400, "the old session must be revoked: {}", r.body);
     assert_eq!(
         login(&c, &server, "alice.test", "hunter22").await.status,
@@ -457,39 +534,27 @@ async fn every_email_flow_through_an_smtp_sink() {
         .await
         .ok("login");
     let access = fresh["accessJwt"].as_str().unwrap().to_owned();
+    let as_alice = Caller::new(&c, &server, Some(&access));
 
     // requestPlcOperationSignature: a code for signPlcOperation, full sessions only.
-    let app = post(
-        &c,
-        &x("com.atproto.server.createAppPassword"),
-        Some(&access),
-        &json!({"name": "app"}),
-    )
-    .await
-    .ok("createAppPassword");
+    let app = as_alice
+        .ok(
+            "com.atproto.server.createAppPassword",
+            &json!({"name": "app"}),
+        )
+        .await;
     let app_session = login(&c, &server, "alice.test", app["password"].as_str().unwrap())
         .await
         .ok("app login");
-    let app_access = app_session["accessJwt"].as_str().unwrap();
-    let r = post(
-        &c,
-        &x("com.atproto.identity.requestPlcOperationSignature"),
-        Some(app_access),
-        &json!({}),
-    )
-    .await;
+    let request_plc = "com.atproto.identity.requestPlcOperationSignature";
+    let r = Caller::new(&c, &server, app_session["accessJwt"].as_str())
+        .post(request_plc, &json!({}))
+        .await;
     assert_eq!(r.status, 401, "app passwords may not: {}", r.body);
-    let r = post(
-        &c,
-        &x("com.atproto.identity.requestPlcOperationSignature"),
-        Some(&access),
-        &json!({}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(mail.subject(), "PLC Update Operation Requested");
+    as_alice.ok(request_plc, &json!({})).await;
+    let mail = inbox
+        .next("PLC Update Operation Requested", "alice@example.com")
+        .await;
     let db = dir.path().join("pds.sqlite");
     let stored: String = rusqlite::Connection::open(&db)
         .unwrap()
@@ -501,22 +566,27 @@ async fn every_email_flow_through_an_smtp_sink() {
         .unwrap();
     assert_eq!(stored, mail.code());
     // signPlcOperation (the migration side) takes the mailed code once.
-    let sign = x("com.atproto.identity.signPlcOperation");
-    let r = post(&c, &sign, Some(&access), &json!({"token": "EEEEE-EEEEE"})).await;
-    expect_error(
-        &r,
-        400,
-        "InvalidToken",
-        "signPlcOperation with a wrong code",
-    );
-    let r = post(&c, &sign, Some(&access), &json!({"token": mail.code()})).await;
-    assert!(
-        r.body["operation"].is_object(),
-        "signPlcOperation: {}",
-        r.body
-    );
-    let r = post(&c, &sign, Some(&access), &json!({"token": mail.code()})).await;
-    expect_error(&r, 400, "InvalidToken", "a used PLC code");
+    let sign = "com.atproto.identity.signPlcOperation";
+    as_alice
+        .fails(
+            sign,
+            &json!({"token": "EEEEE-EEEEE"}),
+            400,
+            "InvalidToken",
+            "signPlcOperation with a wrong code",
+        )
+        .await;
+    let r = as_alice.ok(sign, &json!({"token": mail.code()})).await;
+    assert!(r["operation"].is_object(), "signPlcOperation: {r}");
+    as_alice
+        .fails(
+            sign,
+            &json!({"token": mail.code()}),
+            400,
+            "InvalidToken",
+            "a used PLC code",
+        )
+        .await;
 
     // admin.sendEmail and admin.updateAccountEmail.
     let send = x("com.atproto.admin.sendEmail");
@@ -525,12 +595,7 @@ async fn every_email_flow_through_an_smtp_sink() {
     assert_eq!(r.status, 401, "{}", r.body);
     let r = admin_post(&c, &send, &body, true).await;
     assert_eq!(r.ok("sendEmail"), json!({"sent": true}));
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(
-        (mail.subject(), mail.to.clone()),
-        ("Message via your PDS", vec!["<bob@example.com>".to_owned()])
-    );
+    let mail = inbox.next("Message via your PDS", "bob@example.com").await;
     assert!(
         mail.data.contains("Hello Bob,\n.\nA line with a dot."),
         "{}",
@@ -539,99 +604,76 @@ async fn every_email_flow_through_an_smtp_sink() {
     let r = admin_post(&c, &send, &json!({"recipientDid": "did:plc:nobodynobodynobodynobody", "senderDid": alice.did, "content": "x", "subject": "S"}), true).await;
     expect_error(&r, 400, "InvalidRequest", "sendEmail to an unknown account");
     let change = x("com.atproto.admin.updateAccountEmail");
+    let change_to = |account: &str, email: &str| json!({"account": account, "email": email});
     let r = admin_post(
         &c,
         &change,
-        &json!({"account": "bob.test", "email": "robert@example.com"}),
+        &change_to("bob.test", "robert@example.com"),
         false,
     )
     .await;
     assert_eq!(r.status, 401, "{}", r.body);
-    let r = admin_post(
+    admin_post(
         &c,
         &change,
-        &json!({"account": "bob.test", "email": "robert@example.com"}),
+        &change_to("bob.test", "robert@example.com"),
         true,
     )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        session(&c, &server, &bob.access).await["email"],
-        "robert@example.com"
-    );
-    let r = admin_post(
-        &c,
-        &change,
-        &json!({"account": "nobody.test", "email": "n@example.com"}),
-        true,
-    )
-    .await;
-    expect_error(
-        &r,
-        400,
-        "InvalidRequest",
-        "updateAccountEmail of an unknown account",
-    );
-    let r = admin_post(
-        &c,
-        &change,
-        &json!({"account": bob.did, "email": "alice@example.com"}),
-        true,
-    )
-    .await;
-    expect_error(
-        &r,
-        400,
-        "InvalidRequest",
-        "updateAccountEmail to a taken address",
-    );
+    .await
+    .ok("updateAccountEmail");
+    let as_bob = Caller::new(&c, &server, Some(&bob.access));
+    assert_eq!(as_bob.session().await["email"], "robert@example.com");
+    for (account, email, what) in [
+        (
+            "nobody.test",
+            "n@example.com",
+            "updateAccountEmail of an unknown account",
+        ),
+        (
+            bob.did.as_str(),
+            "alice@example.com",
+            "updateAccountEmail to a taken address",
+        ),
+    ] {
+        let r = admin_post(&c, &change, &change_to(account, email), true).await;
+        expect_error(&r, 400, "InvalidRequest", what);
+    }
 
     // requestAccountDelete / deleteAccount.
-    let r = post(
-        &c,
-        &x("com.atproto.server.requestAccountDelete"),
-        Some(&access),
-        &json!({}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    sent += 1;
-    let mail = mail_number(&outbox, sent).await;
-    assert_eq!(mail.subject(), "Account Deletion Requested");
-    let delete = x("com.atproto.server.deleteAccount");
-    let r = anon
-        .post(
-            &delete,
-            &json!({"did": alice.did, "password": "hunter22", "token": mail.code()}),
-        )
+    as_alice
+        .ok("com.atproto.server.requestAccountDelete", &json!({}))
         .await;
-    expect_error(
-        &r,
+    let mail = inbox
+        .next("Account Deletion Requested", "alice@example.com")
+        .await;
+    let delete = "com.atproto.server.deleteAccount";
+    let deletion = |did: &str, password: &str, token: &str| json!({"did": did, "password": password, "token": token});
+    anon.fails(
+        delete,
+        &deletion(&alice.did, "hunter22", &mail.code()),
         401,
         "AuthenticationRequired",
         "deleteAccount with a wrong password",
-    );
-    let r = anon
-        .post(
-            &delete,
-            &json!({"did": alice.did, "password": "new-password", "token": "DDDDD-DDDDD"}),
-        )
+    )
+    .await;
+    anon.fails(
+        delete,
+        &deletion(&alice.did, "new-password", "DDDDD-DDDDD"),
+        400,
+        "InvalidToken",
+        "deleteAccount with a wrong code",
+    )
+    .await;
+    anon.fails(
+        delete,
+        &deletion(&bob.did, "hunter22", &mail.code()),
+        400,
+        "InvalidToken",
+        "another account's code",
+    )
+    .await;
+    anon.ok(delete, &deletion(&alice.did, "new-password", &mail.code()))
         .await;
-    expect_error(&r, 400, "InvalidToken", "deleteAccount with a wrong code");
-    let r = anon
-        .post(
-            &delete,
-            &json!({"did": bob.did, "password": "hunter22", "token": mail.code()}),
-        )
-        .await;
-    expect_error(&r, 400, "InvalidToken", "another account's code");
-    let r = anon
-        .post(
-            &delete,
-            &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         login(&c, &server, "alice.test", "new-password")
             .await
@@ -645,16 +687,206 @@ async fn every_email_flow_through_an_smtp_sink() {
     )
     .await;
     expect_error(&r, 400, "RepoNotFound", "the deleted repository");
-    let r = anon
-        .post(
-            &delete,
-            &json!({"did": alice.did, "password": "new-password", "token": mail.code()}),
-        )
-        .await;
-    expect_error(&r, 400, "InvalidRequest", "deleting twice");
+    anon.fails(
+        delete,
+        &deletion(&alice.did, "new-password", &mail.code()),
+        400,
+        "InvalidRequest",
+        "deleting twice",
+    )
+    .await;
     // Bob is untouched.
     assert_eq!(login(&c, &server, "bob.test", "hunter22").await.status, 200);
-    assert_eq!(outbox.lock().unwrap().len(), sent, "no unexpected messages");
+    inbox.nothing_new("the end");
+}
+
+/// Confirms `caller`'s address (`email`) with the mailed code.
+async fn confirm_address(caller: Caller<'_>, inbox: &mut Inbox, email: &str) {
+    caller
+        .ok("com.atproto.server.requestEmailConfirmation", &json!({}))
+        .await;
+    let code = inbox.next("Email Confirmation", email).await.code();
+    caller
+        .ok(
+            "com.atproto.server.confirmEmail",
+            &json!({"email": email, "token": code}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn email_sign_in_factor_through_an_smtp_sink() {
+    let Mailing {
+        dir,
+        server,
+        mut inbox,
+        c,
+        alice,
+    } = mailing().await;
+    let as_alice = Caller::new(&c, &server, Some(&alice.access));
+    let anon = Caller::new(&c, &server, None);
+    let update = "com.atproto.server.updateEmail";
+    let factor = |on: bool| json!({"email": "alice@example.com", "emailAuthFactor": on});
+    let state = |s: &Value| (s["emailConfirmed"].clone(), s["emailAuthFactor"].clone());
+
+    // Turning it on needs a confirmed address: the current one.
+    as_alice
+        .fails(
+            update,
+            &factor(true),
+            400,
+            "InvalidRequest",
+            "an unconfirmed address",
+        )
+        .await;
+    confirm_address(as_alice, &mut inbox, "alice@example.com").await;
+    as_alice
+        .fails(
+            update,
+            &json!({"email": "new@example.com", "emailAuthFactor": true}),
+            400,
+            "InvalidRequest",
+            "with another address",
+        )
+        .await;
+    // On at once: no code, no mail, the address stays confirmed; twice is the same.
+    for _ in 0..2 {
+        as_alice
+            .ok(
+                update,
+                &json!({"email": "ALICE@example.com", "emailAuthFactor": true}),
+            )
+            .await;
+    }
+    let s = as_alice.session().await;
+    assert_eq!(
+        (s["email"].clone(), state(&s)),
+        (json!("alice@example.com"), (json!(true), json!(true)))
+    );
+    inbox.nothing_new("turning the factor on");
+
+    // A password login now mails a sign-in code and fails until it is given.
+    let r = login_with(anon, "alice.test", "hunter22", None).await;
+    expect_error(&r, 401, "AuthFactorTokenRequired", "login without the code");
+    assert_eq!(
+        r.body["message"],
+        "A sign in code has been sent to your email address"
+    );
+    let mail = inbox
+        .next("Sign-in Confirmation", "alice@example.com")
+        .await;
+    assert!(mail.data.contains("alice.test"), "{}", mail.data);
+    let code = mail.code();
+    let r = login_with(anon, "alice.test", "wrong", Some(&code)).await;
+    expect_error(
+        &r,
+        401,
+        "AuthenticationRequired",
+        "the password comes first",
+    );
+    let r = login_with(anon, "alice.test", "hunter22", Some("AAAAA-AAAAA")).await;
+    expect_error(&r, 400, "InvalidToken", "a wrong sign-in code");
+    // The right code (any case, by email address too) works once.
+    let session = login_with(
+        anon,
+        "alice@example.com",
+        "hunter22",
+        Some(&code.to_lowercase()),
+    )
+    .await
+    .ok("login with the code");
+    assert_eq!(state(&session), (json!(true), json!(true)));
+    let r = login_with(anon, "alice.test", "hunter22", Some(&code)).await;
+    expect_error(&r, 400, "InvalidToken", "a used sign-in code");
+    inbox.nothing_new("checking codes");
+    let refreshed = Caller::new(&c, &server, session["refreshJwt"].as_str())
+        .ok("com.atproto.server.refreshSession", &json!({}))
+        .await;
+    assert_eq!(state(&refreshed), (json!(true), json!(true)));
+
+    // App passwords skip the factor (as the reference), but a code given is still checked.
+    let app = as_alice
+        .ok(
+            "com.atproto.server.createAppPassword",
+            &json!({"name": "app"}),
+        )
+        .await;
+    let app_password = app["password"].as_str().unwrap();
+    login_with(anon, "alice.test", app_password, None)
+        .await
+        .ok("app password login");
+    let r = login_with(anon, "alice.test", app_password, Some("AAAAA-AAAAA")).await;
+    expect_error(&r, 400, "InvalidToken", "an app password with a wrong code");
+    inbox.nothing_new("app password logins");
+
+    // An expired sign-in code.
+    let r = login_with(anon, "alice.test", "hunter22", None).await;
+    expect_error(&r, 401, "AuthFactorTokenRequired", "login without the code");
+    let code = inbox
+        .next("Sign-in Confirmation", "alice@example.com")
+        .await
+        .code();
+    age_email_tokens(dir.path(), &alice.did);
+    let r = login_with(anon, "alice.test", "hunter22", Some(&code)).await;
+    expect_error(&r, 400, "ExpiredToken", "an expired sign-in code");
+
+    // Turning it off takes two calls: the first mails an update_email code.
+    as_alice
+        .fails(
+            update,
+            &factor(false),
+            400,
+            "TokenRequired",
+            "turning off without a code",
+        )
+        .await;
+    let code = inbox
+        .next("Email Update Requested", "alice@example.com")
+        .await
+        .code();
+    let off = |token: &str| json!({"email": "alice@example.com", "emailAuthFactor": false, "token": token});
+    as_alice
+        .fails(
+            update,
+            &off("BBBBB-BBBBB"),
+            400,
+            "InvalidToken",
+            "turning off with a wrong code",
+        )
+        .await;
+    assert_eq!(as_alice.session().await["emailAuthFactor"], true);
+    as_alice.ok(update, &off(&code)).await;
+    let s = as_alice.session().await;
+    assert_eq!(state(&s), (json!(true), json!(false)));
+    // Off is off: a plain login, and turning it off again changes nothing.
+    let session = login_with(anon, "alice.test", "hunter22", None)
+        .await
+        .ok("login with the factor off");
+    assert_eq!(state(&session), (json!(true), json!(false)));
+    as_alice.ok(update, &factor(false)).await;
+    inbox.nothing_new("the factor is off");
+
+    // A new address turns the factor off (codes must not go to an unconfirmed inbox).
+    as_alice.ok(update, &factor(true)).await;
+    as_alice
+        .ok("com.atproto.server.requestEmailUpdate", &json!({}))
+        .await;
+    let code = inbox
+        .next("Email Update Requested", "alice@example.com")
+        .await
+        .code();
+    as_alice
+        .ok(
+            update,
+            &json!({"email": "alice2@example.com", "token": code}),
+        )
+        .await;
+    let s = as_alice.session().await;
+    assert_eq!(state(&s), (json!(false), json!(false)));
+    login_with(anon, "alice.test", "hunter22", None)
+        .await
+        .ok("login after the address changed");
+    inbox.nothing_new("the end");
 }
 
 /// Runs `pds` with these arguments and environment.
@@ -673,17 +905,11 @@ async fn without_smtp_codes_are_read_with_the_cli() {
     let server = Server::start(dir.path(), &[]).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
-    let as_alice = Caller {
-        c: &c,
-        token: Some(&alice.access),
-    };
-    let r = as_alice
-        .post(
-            &server.xrpc("com.atproto.server.requestEmailConfirmation"),
-            &json!({}),
-        )
+    let as_alice = Caller::new(&c, &server, Some(&alice.access));
+    // Logged, not sent.
+    as_alice
+        .ok("com.atproto.server.requestEmailConfirmation", &json!({}))
         .await;
-    assert_eq!(r.status, 200, "logged, not sent: {}", r.body);
     let data = [("PDS_DATA_DIRECTORY", dir.path())];
     // While the server runs, by handle (PDS_DATA_DIRECTORY) or DID (--data-dir).
     let out = pds(&["account", "token", "alice.test", "confirm_email"], &data);
@@ -741,27 +967,46 @@ async fn without_smtp_codes_are_read_with_the_cli() {
     );
     assert_eq!(out.status.code(), Some(2));
     // The code works once; then the CLI has nothing to show.
-    let r = as_alice
-        .post(
-            &server.xrpc("com.atproto.server.confirmEmail"),
+    as_alice
+        .ok(
+            "com.atproto.server.confirmEmail",
             &json!({"email": "alice@example.com", "token": code}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         pds(&["account", "token", "alice.test", "confirm_email"], &data)
             .status
             .code(),
         Some(1)
     );
+    // The email sign-in factor: the operator reads the sign-in code (`auth_factor`).
+    as_alice
+        .ok(
+            "com.atproto.server.updateEmail",
+            &json!({"email": "alice@example.com", "emailAuthFactor": true}),
+        )
+        .await;
+    let anon = Caller::new(&c, &server, None);
+    let r = login_with(anon, "alice.test", "hunter22", None).await;
+    expect_error(&r, 401, "AuthFactorTokenRequired", "login without the code");
+    let out = pds(&["account", "token", "alice.test", "auth_factor"], &data);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    login_with(anon, "alice.test", "hunter22", Some(&code))
+        .await
+        .ok("login with the code from the CLI");
     // After the server stops, the database is still readable.
-    let r = as_alice
-        .post(
-            &server.xrpc("com.atproto.identity.requestPlcOperationSignature"),
+    as_alice
+        .ok(
+            "com.atproto.identity.requestPlcOperationSignature",
             &json!({}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     drop(server);
     let out = pds(&["account", "token", "ALICE.test", "plc_operation"], &data);
     assert_eq!(
@@ -793,28 +1038,19 @@ async fn scheduled_deletion_happens_after_a_restart() {
     let mut server = Server::start(dir.path(), &env).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
-    let as_alice = Caller {
-        c: &c,
-        token: Some(&alice.access),
-    };
+    let as_alice = Caller::new(&c, &server, Some(&alice.access));
     let bob = create_account(&c, &server, "bob").await;
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(2);
     let at =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let deactivate = server.xrpc("com.atproto.server.deactivateAccount");
-    let r = as_alice
-        .post(&deactivate, &json!({"deleteAfter": at(deadline)}))
+    let deactivate = "com.atproto.server.deactivateAccount";
+    as_alice
+        .ok(deactivate, &json!({"deleteAfter": at(deadline)}))
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     let later = chrono::Utc::now() + chrono::Duration::days(30);
-    let r = post(
-        &c,
-        &deactivate,
-        Some(&bob.access),
-        &json!({"deleteAfter": at(later)}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    Caller::new(&c, &server, Some(&bob.access))
+        .ok(deactivate, &json!({"deleteAfter": at(later)}))
+        .await;
     // Down before the deadline, up after it.
     server.kill();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -850,38 +1086,29 @@ async fn uploads_no_record_uses_are_removed() {
     let server = Server::start(dir.path(), &env).await;
     let c = reqwest::Client::new();
     let alice = create_account(&c, &server, "alice").await;
-    let as_alice = Caller {
-        c: &c,
-        token: Some(&alice.access),
+    let as_alice = Caller::new(&c, &server, Some(&alice.access));
+    let upload = |bytes: &'static [u8]| {
+        let (c, url, token) = (
+            &c,
+            server.xrpc("com.atproto.repo.uploadBlob"),
+            &alice.access,
+        );
+        async move {
+            post_bytes(c, &url, Some(token), "image/png", bytes.to_vec())
+                .await
+                .ok("upload")
+        }
     };
-    let upload = server.xrpc("com.atproto.repo.uploadBlob");
-    let unused = post_bytes(
-        &c,
-        &upload,
-        Some(&alice.access),
-        "image/png",
-        b"never used".to_vec(),
-    )
-    .await
-    .ok("upload");
-    let used = post_bytes(
-        &c,
-        &upload,
-        Some(&alice.access),
-        "image/png",
-        b"used".to_vec(),
-    )
-    .await
-    .ok("upload");
+    let unused = upload(b"never used").await;
+    let used = upload(b"used").await;
     let record = json!({"$type": "app.bsky.feed.post", "text": "with a blob", "createdAt": "2024-01-01T00:00:00.000Z",
         "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": used["blob"]}]}});
-    let r = as_alice
-        .post(
-            &server.xrpc("com.atproto.repo.createRecord"),
+    as_alice
+        .ok(
+            "com.atproto.repo.createRecord",
             &json!({"repo": alice.did, "collection": "app.bsky.feed.post", "record": record}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
     let tmp = dir.path().join("blobs").join("tmp");
     assert_eq!(files_under(&tmp).len(), 1, "the unused upload waits in tmp");
     wait_until("the stale upload's removal", || {

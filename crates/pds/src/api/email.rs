@@ -1,7 +1,9 @@
 //! The methods that mail a one-time code and the ones that use it: email confirmation and
 //! change, password reset, account deletion, the PLC-operation code
 //! (`com.atproto.identity.requestPlcOperationSignature`; `signPlcOperation` consumes it), and
-//! the administrator's `com.atproto.admin.sendEmail` and `updateAccountEmail`.
+//! the administrator's `com.atproto.admin.sendEmail` and `updateAccountEmail`. updateEmail also
+//! switches the email sign-in factor (`emailAuthFactor`), whose codes createSession mails and
+//! checks (`crate::service::credentials::check_email_auth_factor`).
 //!
 //! Codes are made and checked by [`crate::service::email_tokens`]; messages go through
 //! `state.mailer()` (logged when no SMTP server is configured). Authentication follows the
@@ -22,7 +24,7 @@ use crate::api::admin::AdminAuth;
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcJson, parse_param};
 use crate::auth::{self, AccessAuth, Scope};
-use crate::service::email_tokens::{self, TOKEN_TTL};
+use crate::service::email_tokens::{self, issue_and_mail};
 use crate::service::{account, account_delete};
 use crate::state::AppState;
 
@@ -91,49 +93,13 @@ fn check_email(email: &str) -> Result<(), XrpcError> {
     }
 }
 
-fn minutes() -> u64 {
-    TOKEN_TTL.as_secs() / 60
-}
-
-/// Mails `token` to `to`; a mail failure is an internal error (as the reference).
+/// Mails `body` to `to`; a mail failure is an internal error (as the reference).
 async fn mail(state: &AppState, to: &str, subject: &str, body: String) -> Result<(), XrpcError> {
     state
         .mailer()
         .send(to, subject, &body)
         .await
         .map_err(XrpcError::internal)
-}
-
-/// Issues a code for `purpose` and mails it with the reference's subject for it.
-async fn issue_and_mail(
-    state: &AppState,
-    account: &Account,
-    to: &str,
-    purpose: EmailTokenPurpose,
-) -> Result<(), XrpcError> {
-    let token = email_tokens::issue(state, &account.did, purpose).await?;
-    let handle = account.handle.as_str();
-    let (subject, action) = match purpose {
-        EmailTokenPurpose::ConfirmEmail => ("Email Confirmation", "confirm this email address"),
-        EmailTokenPurpose::UpdateEmail => ("Email Update Requested", "change your email address"),
-        EmailTokenPurpose::ResetPassword => ("Password Reset Requested", "reset your password"),
-        EmailTokenPurpose::DeleteAccount => {
-            ("Account Deletion Requested", "delete your account for good")
-        }
-        EmailTokenPurpose::PlcOperation => (
-            "PLC Update Operation Requested",
-            "sign an update of your identity (DID document)",
-        ),
-    };
-    let body = format!(
-        "Hello {handle},\n\n\
-         To {action}, enter this code in your app:\n\n\
-         {token}\n\n\
-         It expires in {} minutes and works once. If you did not ask for it, ignore this \
-         message: nothing changes without the code.\n",
-        minutes()
-    );
-    mail(state, to, subject, body).await
 }
 
 /// `com.atproto.server.requestEmailConfirmation`.
@@ -241,7 +207,10 @@ async fn set_email(state: &AppState, account: &Account, email: &str) -> Result<(
 }
 
 /// `com.atproto.server.updateEmail`: needs the code from requestEmailUpdate when the current
-/// address is confirmed. Email sign-in codes (`emailAuthFactor: true`) are not offered.
+/// address is confirmed. With the account's current address, `emailAuthFactor` only switches the
+/// email sign-in factor (as the reference): on at once for a confirmed address; off in two steps,
+/// since it removes a factor (without `token` an `update_email` code is mailed and the call fails
+/// `TokenRequired`; with it the factor goes off). A new address turns the factor off.
 pub async fn update_email(
     State(state): State<AppState>,
     auth: AccessAuth,
@@ -250,15 +219,22 @@ pub async fn update_email(
     let account = authed_account(&state, &auth, true, Takedown::Refuse).await?;
     let email = input.email.trim();
     check_email(email)?;
-    if input.email_auth_factor == Some(true) {
-        return Err(XrpcError::invalid_request(
-            "Email sign-in codes (emailAuthFactor) are not supported by this server",
-        ));
-    }
     let same = account
         .email
         .as_deref()
         .is_some_and(|e| e.eq_ignore_ascii_case(email));
+    match input.email_auth_factor {
+        Some(true) if !same || account.email_confirmed_at.is_none() => {
+            // A new address would turn the factor off again; refuse rather than ignore.
+            return Err(XrpcError::invalid_request(
+                "Please change and verify your email before enabling OTP",
+            ));
+        }
+        Some(on) if same => {
+            return switch_email_auth_factor(&state, &account, on, input.token.as_deref()).await;
+        }
+        _ => {}
+    }
     if !same
         && let Some(other) = state.store().get_account_by_email(email).await?
         && other.did != account.did
@@ -268,12 +244,52 @@ pub async fn update_email(
         ));
     }
     if account.email_confirmed_at.is_some() {
-        let token = input.token.as_deref().ok_or_else(|| {
-            XrpcError::invalid_request("confirmation token required").named("TokenRequired")
-        })?;
+        let token = input.token.as_deref().ok_or_else(token_required)?;
         email_tokens::consume(&state, &account.did, EmailTokenPurpose::UpdateEmail, token).await?;
     }
     set_email(&state, &account, email).await
+}
+
+fn token_required() -> XrpcError {
+    XrpcError::invalid_request("confirmation token required").named("TokenRequired")
+}
+
+/// Turns the email sign-in factor of `account` (whose current address the caller gave) on or
+/// off; see [`update_email`].
+async fn switch_email_auth_factor(
+    state: &AppState,
+    account: &Account,
+    on: bool,
+    token: Option<&str>,
+) -> Result<(), XrpcError> {
+    let email = email_of(account)?;
+    if on {
+        // Idempotent; the store re-checks address and confirmation in the same statement.
+        let matched = state
+            .store()
+            .set_email_auth_factor(&account.did, email, Some(Utc::now()))
+            .await?;
+        if !matched {
+            return Err(XrpcError::invalid_request(
+                "A confirmed email address is required to enable email-based two-factor \
+                 authentication",
+            ));
+        }
+        return Ok(());
+    }
+    if account.email_auth_factor_at.is_none() {
+        return Ok(());
+    }
+    let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+        issue_and_mail(state, account, email, EmailTokenPurpose::UpdateEmail).await?;
+        return Err(token_required());
+    };
+    email_tokens::consume(state, &account.did, EmailTokenPurpose::UpdateEmail, token).await?;
+    state
+        .store()
+        .set_email_auth_factor(&account.did, email, None)
+        .await?;
+    Ok(())
 }
 
 /// requestPasswordReset input.

@@ -42,6 +42,16 @@ fn session_json(s: &Session) -> Json<Value> {
     )
 }
 
+/// createSession's and refreshSession's output: [`session_json`] with the account's email state.
+fn login_json(s: &Session) -> Json<Value> {
+    let Json(mut body) = session_json(s);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("emailConfirmed".to_owned(), s.email_confirmed.into());
+        map.insert("emailAuthFactor".to_owned(), s.email_auth_factor.into());
+    }
+    Json(body)
+}
+
 /// `com.atproto.server.describeServer`.
 pub async fn describe_server(State(state): State<AppState>) -> Json<Value> {
     let c = state.config();
@@ -96,24 +106,30 @@ pub async fn create_account(
 
 /// createSession input.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateSessionInput {
     identifier: String,
     password: String,
+    auth_factor_token: Option<String>,
 }
 
-/// `com.atproto.server.createSession`.
+/// `com.atproto.server.createSession`: a password, then the email sign-in factor
+/// (`authFactorToken`; see `credentials::check_email_auth_factor`).
 pub async fn create_session(
     State(state): State<AppState>,
     XrpcJson(input): XrpcJson<CreateSessionInput>,
 ) -> Result<Json<Value>, XrpcError> {
-    let session = account::create_session(&state, &input.identifier, input.password).await?;
+    let login = account::check_login(&state, &input.identifier, input.password).await?;
+    credentials::check_email_auth_factor(&state, &login, input.auth_factor_token.as_deref())
+        .await?;
+    let session = account::start_login_session(&state, login).await?;
     if session.status == Some("takendown") {
         // As the reference: right credentials, but no session for a taken-down account. The
         // service already stored a refresh token; revoke it (a taken-down account keeps none).
         state.store().delete_refresh_tokens(&session.did).await?;
         return Err(XrpcError::account_takedown());
     }
-    Ok(session_json(&session))
+    Ok(login_json(&session))
 }
 
 /// `com.atproto.server.getSession`.
@@ -132,8 +148,7 @@ pub async fn get_session(
             "handle": account.handle.as_str(),
             "email": account.email,
             "emailConfirmed": account.email_confirmed_at.is_some(),
-            // Email sign-in codes are not offered (updateEmail refuses to enable them).
-            "emailAuthFactor": false,
+            "emailAuthFactor": account.email_auth_factor_at.is_some(),
             "active": account.is_active(),
         }),
         account::inactive_status(&account),
@@ -146,7 +161,7 @@ pub async fn refresh_session(
     auth: RefreshAuth,
 ) -> Result<Json<Value>, XrpcError> {
     let session = account::refresh_session(&state, &auth.jti).await?;
-    Ok(session_json(&session))
+    Ok(login_json(&session))
 }
 
 /// `com.atproto.server.deleteSession`.
@@ -221,13 +236,15 @@ pub struct CreateAppPasswordInput {
     privileged: bool,
 }
 
-/// `com.atproto.server.createAppPassword`: full sessions only; the password is returned once.
+/// `com.atproto.server.createAppPassword`: full sessions of accounts not taken down only; the
+/// password is returned once.
 pub async fn create_app_password(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<CreateAppPasswordInput>,
 ) -> Result<Json<Value>, XrpcError> {
     require_full_access(&auth)?;
+    auth.check_takedown(&state).await?;
     let created =
         credentials::create_app_password(&state, &auth.did, input.name, input.privileged).await?;
     Ok(Json(json!({

@@ -18,8 +18,8 @@ use pds_store::EmailTokenPurpose;
 pub(crate) struct TokenArgs {
     /// The account: a handle or a DID.
     identifier: String,
-    /// What the code is for: confirm_email, update_email, reset_password, delete_account or
-    /// plc_operation.
+    /// What the code is for: confirm_email, update_email, reset_password, delete_account,
+    /// plc_operation or auth_factor (a sign-in code of the email sign-in factor).
     #[arg(value_parser = parse_purpose)]
     purpose: EmailTokenPurpose,
     /// The data directory (default: PDS_DATA_DIRECTORY, else ./data).

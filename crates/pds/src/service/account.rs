@@ -71,6 +71,32 @@ pub struct Session {
     pub refresh_jwt: String,
     /// Why the account is not active (`deactivated`, `takendown`); `None`: active.
     pub status: Option<&'static str>,
+    /// Whether its email address is confirmed.
+    pub email_confirmed: bool,
+    /// Whether a password login also needs a code mailed to it (the email sign-in factor).
+    pub email_auth_factor: bool,
+}
+
+impl Session {
+    /// This session with the account's email state (confirmation, sign-in factor).
+    fn with_email_state(self, account: &Account) -> Session {
+        Session {
+            email_confirmed: account.email_confirmed_at.is_some(),
+            email_auth_factor: account.email_auth_factor_at.is_some(),
+            ..self
+        }
+    }
+}
+
+/// A password that matched: the account, and which password it was.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The account.
+    pub account: Account,
+    /// The session's scope (`Access` for the account password).
+    pub scope: Scope,
+    /// The app password's name, if it was one.
+    pub app_password_name: Option<String>,
 }
 
 /// Why `account` is not active, as the lexicons name it; `None`: active.
@@ -302,6 +328,8 @@ pub(crate) async fn start_session(
         access_jwt,
         refresh_jwt,
         status: None,
+        email_confirmed: false,
+        email_auth_factor: false,
     })
 }
 
@@ -327,12 +355,13 @@ pub async fn find_account(
     }
 }
 
-/// createSession: the account password or an app password.
-pub async fn create_session(
+/// createSession's first step: the account password or an app password. The caller checks the
+/// second factor, if any, before [`start_login_session`].
+pub async fn check_login(
     state: &AppState,
     identifier: &str,
     password: String,
-) -> Result<Session, AccountError> {
+) -> Result<Login, AccountError> {
     let account = find_account(state, identifier)
         .await?
         .ok_or(AccountError::AuthFailed)?;
@@ -360,17 +389,31 @@ pub async fn create_session(
     .await
     .map_err(|e| AccountError::Internal(e.to_string()))?;
     let (scope, app_password_name) = matched.ok_or(AccountError::AuthFailed)?;
+    Ok(Login {
+        account,
+        scope,
+        app_password_name,
+    })
+}
+
+/// createSession's last step: a session for a checked login.
+pub async fn start_login_session(state: &AppState, login: Login) -> Result<Session, AccountError> {
+    let Login {
+        account,
+        scope,
+        app_password_name,
+    } = login;
     let status = inactive_status(&account);
     let session = start_session(
         state,
-        account.did,
-        account.handle,
-        account.email,
+        account.did.clone(),
+        account.handle.clone(),
+        account.email.clone(),
         scope,
         app_password_name,
     )
     .await?;
-    Ok(Session { status, ..session })
+    Ok(Session { status, ..session }.with_email_state(&account))
 }
 
 /// refreshSession: rotates the refresh token `jti`.
@@ -416,14 +459,17 @@ pub async fn refresh_session(state: &AppState, jti: &str) -> Result<Session, Acc
         rotation.next_expires_at.timestamp(),
     );
     let status = inactive_status(&account);
-    Ok(Session {
-        did: account.did,
-        handle: account.handle,
-        email: account.email,
+    let session = Session {
+        did: account.did.clone(),
+        handle: account.handle.clone(),
+        email: account.email.clone(),
         access_jwt,
         refresh_jwt,
         status,
-    })
+        email_confirmed: false,
+        email_auth_factor: false,
+    };
+    Ok(session.with_email_state(&account))
 }
 
 #[cfg(test)]

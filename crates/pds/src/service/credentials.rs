@@ -1,12 +1,16 @@
-//! App passwords and invite codes: generation of the secrets, and the store calls around them.
+//! App passwords, invite codes and the email sign-in factor: generation of the secrets, the
+//! second step of a password login, and the store calls around them.
 
 use atp_syntax::Did;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
-use pds_store::{AppPassword, InviteCode, NewInviteCode, StoreError};
+use pds_store::{Account, AppPassword, EmailTokenPurpose, InviteCode, NewInviteCode, StoreError};
 
+use crate::api::error::XrpcError;
 use crate::auth;
-use crate::service::account::AccountError;
+use crate::service::account::{AccountError, Login};
+use crate::service::email_tokens;
 use crate::state::AppState;
 
 /// The `forAccount` / `createdBy` of codes the administrator creates.
@@ -94,6 +98,66 @@ pub async fn create_app_password(
     })
 }
 
+/// What the email sign-in factor asks of a password login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FactorStep {
+    /// A code was given: it must be the live `auth_factor` code.
+    UseCode,
+    /// The factor is on and no code was given: mail one and refuse.
+    MailCode,
+    /// Nothing.
+    Pass,
+}
+
+/// As the reference's login: a given code is always checked (even with an app password or the
+/// factor off); without one, only an account password login of an account with the factor on
+/// and an email address needs one (app passwords skip the factor).
+fn factor_step(account: &Account, app_password: bool, code: Option<&str>) -> FactorStep {
+    if code.is_some_and(|c| !c.is_empty()) {
+        FactorStep::UseCode
+    } else if account.email.is_some() && account.email_auth_factor_at.is_some() && !app_password {
+        FactorStep::MailCode
+    } else {
+        FactorStep::Pass
+    }
+}
+
+/// `401 AuthFactorTokenRequired`, as the reference's `AuthFactorRequiredError`.
+fn auth_factor_required() -> XrpcError {
+    XrpcError::new(
+        StatusCode::UNAUTHORIZED,
+        "AuthFactorTokenRequired",
+        "A sign in code has been sent to your email address",
+    )
+}
+
+/// The second step of a password login (createSession's `authFactorToken`): uses up the given
+/// code (`InvalidToken`, `ExpiredToken`), or mails a fresh sign-in code and refuses with
+/// `AuthFactorTokenRequired`, or lets the login through; see [`factor_step`].
+pub async fn check_email_auth_factor(
+    state: &AppState,
+    login: &Login,
+    auth_factor_token: Option<&str>,
+) -> Result<(), XrpcError> {
+    let account = &login.account;
+    match factor_step(
+        account,
+        login.app_password_name.is_some(),
+        auth_factor_token,
+    ) {
+        FactorStep::UseCode => {
+            let code = auth_factor_token.unwrap_or_default();
+            email_tokens::consume(state, &account.did, EmailTokenPurpose::AuthFactor, code).await
+        }
+        FactorStep::MailCode => {
+            let to = account.email.as_deref().unwrap_or_default();
+            email_tokens::issue_and_mail(state, account, to, EmailTokenPurpose::AuthFactor).await?;
+            Err(auth_factor_required())
+        }
+        FactorStep::Pass => Ok(()),
+    }
+}
+
 /// Creates `count` codes of `uses` uses for each of `accounts`, issued by the administrator.
 /// Returns the codes per account, in the order given.
 pub async fn create_invite_codes(
@@ -140,6 +204,54 @@ pub async fn account_invite_codes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(email: Option<&str>, factor_on: bool) -> Account {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Account {
+            did: "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa".parse().unwrap(),
+            handle: "alice.test".parse().unwrap(),
+            email: email.map(str::to_owned),
+            password_hash: None,
+            created_at: t,
+            email_confirmed_at: Some(t),
+            deactivated_at: None,
+            delete_after: None,
+            takedown_ref: None,
+            invites_disabled: false,
+            email_auth_factor_at: factor_on.then_some(t),
+        }
+    }
+
+    #[test]
+    fn the_email_factor_follows_the_reference_login() {
+        use FactorStep::*;
+        let on = account(Some("a@example.com"), true);
+        let off = account(Some("a@example.com"), false);
+        let no_email = account(None, true);
+        let cases = [
+            (&on, false, None, MailCode),
+            (&on, false, Some(""), MailCode),
+            (&on, false, Some("AAAAA-BBBBB"), UseCode),
+            // App passwords skip the factor, but a code given is still checked.
+            (&on, true, None, Pass),
+            (&on, true, Some("AAAAA-BBBBB"), UseCode),
+            (&off, false, None, Pass),
+            (&off, false, Some("AAAAA-BBBBB"), UseCode),
+            (&no_email, false, None, Pass),
+        ];
+        for (i, (account, app_password, code, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                factor_step(account, app_password, code),
+                expected,
+                "case {i}"
+            );
+        }
+        let e = auth_factor_required();
+        assert_eq!(
+            (e.status, e.error),
+            (StatusCode::UNAUTHORIZED, "AuthFactorTokenRequired")
+        );
+    }
 
     #[test]
     fn generated_secrets_have_the_reference_shape() {

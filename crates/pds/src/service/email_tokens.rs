@@ -12,10 +12,11 @@ use atp_syntax::Did;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
-use pds_store::EmailTokenPurpose;
+use pds_store::{Account, EmailTokenPurpose};
 use sha2::{Digest, Sha256};
 
 use crate::api::error::XrpcError;
+use crate::service::mailer::code_message;
 use crate::state::AppState;
 
 /// How long a token stays valid (the reference's 15 minutes).
@@ -70,6 +71,24 @@ pub async fn issue(
         .set_email_token(did, purpose, token.clone(), Utc::now())
         .await?;
     Ok(token)
+}
+
+/// Issues a code for `purpose` and mails it to `to` (the reference's subject for it, our own
+/// plain-text body); a mail failure is an internal error (as the reference).
+pub async fn issue_and_mail(
+    state: &AppState,
+    account: &Account,
+    to: &str,
+    purpose: EmailTokenPurpose,
+) -> Result<(), XrpcError> {
+    let token = issue(state, &account.did, purpose).await?;
+    let minutes = TOKEN_TTL.as_secs() / 60;
+    let (subject, body) = code_message(purpose, account.handle.as_str(), &token, minutes);
+    state
+        .mailer()
+        .send(to, subject, &body)
+        .await
+        .map_err(XrpcError::internal)
 }
 
 /// Uses `did`'s token for `purpose`: `InvalidToken` if `token` is not the live one (or was

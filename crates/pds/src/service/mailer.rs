@@ -17,6 +17,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncTransport, Tokio1Executor};
+use pds_store::EmailTokenPurpose;
 
 /// How long one SMTP exchange may take.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -200,9 +201,80 @@ impl Mailer {
     }
 }
 
+/// The subject (the reference mailer's) and plain-text body of the message that carries a
+/// one-time `token` for `purpose` to the account `handle`; the code is valid `minutes`.
+pub fn code_message(
+    purpose: EmailTokenPurpose,
+    handle: &str,
+    token: &str,
+    minutes: u64,
+) -> (&'static str, String) {
+    let (subject, intro) = match purpose {
+        EmailTokenPurpose::ConfirmEmail => (
+            "Email Confirmation",
+            "To confirm this email address, enter this code in your app:",
+        ),
+        EmailTokenPurpose::UpdateEmail => (
+            "Email Update Requested",
+            "To change your email address (or turn off sign-in codes by email), enter this \
+             code in your app:",
+        ),
+        EmailTokenPurpose::ResetPassword => (
+            "Password Reset Requested",
+            "To reset your password, enter this code in your app:",
+        ),
+        EmailTokenPurpose::DeleteAccount => (
+            "Account Deletion Requested",
+            "To delete your account for good, enter this code in your app:",
+        ),
+        EmailTokenPurpose::PlcOperation => (
+            "PLC Update Operation Requested",
+            "To sign an update of your identity (DID document), enter this code in your app:",
+        ),
+        EmailTokenPurpose::AuthFactor => (
+            "Sign-in Confirmation",
+            "We received a sign-in request for your account. To sign in, enter this code in \
+             your app:",
+        ),
+    };
+    let outro = if purpose == EmailTokenPurpose::AuthFactor {
+        "If this wasn't you, someone knows your password: change it now."
+    } else {
+        "If you did not ask for it, ignore this message: nothing changes without the code."
+    };
+    let body = format!(
+        "Hello {handle},\n\n\
+         {intro}\n\n\
+         {token}\n\n\
+         It expires in {minutes} minutes and works once. {outro}\n"
+    );
+    (subject, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_message_names_the_account_and_carries_the_code() {
+        let mut subjects = std::collections::HashSet::new();
+        for purpose in EmailTokenPurpose::ALL {
+            let (subject, body) = code_message(purpose, "alice.test", "ABCDE-23456", 15);
+            assert!(subjects.insert(subject), "{subject} twice");
+            assert!(body.starts_with("Hello alice.test,\n"), "{body}");
+            assert!(body.contains("\n\nABCDE-23456\n\n"), "{body}");
+            assert!(body.contains("expires in 15 minutes"), "{body}");
+        }
+        let (subject, body) = code_message(
+            EmailTokenPurpose::AuthFactor,
+            "alice.test",
+            "ABCDE-23456",
+            15,
+        );
+        assert_eq!(subject, "Sign-in Confirmation");
+        assert!(body.contains("sign-in request"), "{body}");
+        assert!(body.contains("change it now"), "{body}");
+    }
 
     #[test]
     fn urls_follow_the_reference_forms() {
