@@ -1,20 +1,28 @@
 // Our PDS driven by the official client, @atproto/api (pinned in package.json). Run by
 // crates/pds/tests/interop_api.rs with Node 22 against the real `pds serve` binary:
 //
-//   node pds_client.mjs <pds base url>
+//   node pds_client.mjs <pds base url> [<pds binary> <data dir>]
 //
 // Account creation, login, a post with an image blob and a link facet, like, follow, record
 // reads, a stale swapRecord (must fail with InvalidSwap), delete, session refresh and resume, a
-// second session, an app-password login and a handle update. Prints `ok <step>` per step and a final
-// `N passed, 0 failed`; exits 1 on the first failure.
+// second session, an app-password login and a handle update. With the `pds` binary and the
+// server's data directory (codes are only logged without SMTP; `pds account token` reads them),
+// also the email sign-in factor: login without the code fails with AuthFactorTokenRequired, login
+// with `authFactorToken` works; an expired access token (minted with the server's secret) is
+// refreshed by the client on its own. Prints `ok <step>` per step and a final `N passed, 0 failed`;
+// exits 1 on the first failure.
 
 import assert from 'node:assert/strict'
-import { AtpAgent, CredentialSession, RichText } from '@atproto/api'
+import { execFileSync } from 'node:child_process'
+import { createHmac } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AtpAgent, ComAtprotoServerCreateSession, CredentialSession, RichText } from '@atproto/api'
 import { finish, rejection, step } from './steps.mjs'
 
-const service = process.argv[2]
+const [service, pdsBinary, dataDir] = process.argv.slice(2)
 if (!service) {
-  console.error('usage: node pds_client.mjs <pds base url>')
+  console.error('usage: node pds_client.mjs <pds base url> [<pds binary> <data dir>]')
   process.exit(2)
 }
 
@@ -226,6 +234,75 @@ await step('app password login', async () => {
   })
   assert.ok(res.data.uri.startsWith(`at://${did}/`))
 })
+
+// The account's live email code for `purpose`, read by the operator CLI.
+function emailCode(purpose) {
+  return execFileSync(pdsBinary, ['account', 'token', did, purpose, '--data-dir', dataDir], {
+    encoding: 'utf8',
+  }).trim()
+}
+
+if (pdsBinary && dataDir) {
+  await step('email sign-in factor with authFactorToken', async () => {
+    await agent.com.atproto.server.requestEmailConfirmation()
+    await agent.com.atproto.server.confirmEmail({ email: 'alice@example.com', token: emailCode('confirm_email') })
+    await agent.com.atproto.server.updateEmail({ email: 'alice@example.com', emailAuthFactor: true })
+    const me = await agent.com.atproto.server.getSession()
+    assert.equal(me.data.emailAuthFactor, true)
+
+    const other = new AtpAgent({ service })
+    const e = await rejection(other.login({ identifier: HANDLE, password: PASSWORD }))
+    assert.ok(e instanceof ComAtprotoServerCreateSession.AuthFactorTokenRequiredError, String(e))
+    assert.equal(e.status, 401)
+    assert.ok(!other.hasSession)
+    const wrong = await rejection(other.login({ identifier: HANDLE, password: PASSWORD, authFactorToken: 'AAAAA-AAAAA' }))
+    assert.equal(wrong.error, 'InvalidToken', String(wrong))
+
+    await other.login({ identifier: HANDLE, password: PASSWORD, authFactorToken: emailCode('auth_factor') })
+    assert.equal(other.session.did, did)
+    assert.equal(other.session.emailConfirmed, true)
+    assert.equal(other.session.emailAuthFactor, true)
+    const again = await other.com.atproto.server.getSession()
+    assert.equal(again.data.emailAuthFactor, true)
+
+    // Off again, in two calls (the second with the mailed update_email code).
+    const pending = await rejection(
+      agent.com.atproto.server.updateEmail({ email: 'alice@example.com', emailAuthFactor: false }),
+    )
+    assert.equal(pending.error, 'TokenRequired', String(pending))
+    await agent.com.atproto.server.updateEmail({
+      email: 'alice@example.com',
+      emailAuthFactor: false,
+      token: emailCode('update_email'),
+    })
+    const plain = new AtpAgent({ service })
+    await plain.login({ identifier: HANDLE, password: PASSWORD })
+    assert.equal(plain.session.emailAuthFactor, false)
+  })
+
+  await step('an expired access token is refreshed by the client on its own', async () => {
+    // Mint what the server would have issued two hours ago, with its own secret.
+    const secrets = JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8'))
+    const [header, payload] = agent.session.accessJwt.split('.')
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'))
+    claims.exp = Math.floor(Date.now() / 1000) - 60
+    const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+    const sig = createHmac('sha256', secrets.jwtSecret).update(body).digest('base64url')
+    const expired = `${body}.${sig}`
+    const raw = await fetch(`${service}/xrpc/com.atproto.server.getSession`, {
+      headers: { authorization: `Bearer ${expired}` },
+    })
+    assert.equal(raw.status, 400)
+    assert.equal((await raw.json()).error, 'ExpiredToken')
+    // The client sees ExpiredToken, refreshes, and retries: the call succeeds.
+    const before = agent.session.refreshJwt
+    agent.sessionManager.session = { ...agent.session, accessJwt: expired }
+    const me = await agent.com.atproto.server.getSession()
+    assert.equal(me.data.did, did)
+    assert.notEqual(agent.session.accessJwt, expired)
+    assert.notEqual(agent.session.refreshJwt, before)
+  })
+}
 
 await step('handle update', async () => {
   await agent.com.atproto.identity.updateHandle({ handle: 'alice2.test' })

@@ -4,6 +4,13 @@
 //!
 //! Takedown references are opaque strings chosen by the caller (the moderation service's
 //! reference, or a timestamp); `NULL` means "not taken down".
+//!
+//! A taken-down blob's file is moved out of the served location into quarantine (and back when
+//! the takedown is lifted), as the reference's blob store does. The database changes first
+//! ([`Store::set_blob_takedown`]); the column `quarantined` then records where the file is, once
+//! it has moved ([`Store::set_blob_quarantined`]). A permanent blob whose takedown and
+//! `quarantined` disagree has a move left to do ([`Store::pending_quarantine_moves`]), so a move
+//! a crash interrupted is finished later; the moves themselves are idempotent.
 
 use atp_data::Cid;
 use atp_syntax::Did;
@@ -25,6 +32,17 @@ pub struct AccountStatusChange {
     pub takedown: Option<Option<String>>,
     /// `Some(true)`: deactivate now (no scheduled deletion); `Some(false)`: reactivate.
     pub deactivated: Option<bool>,
+}
+
+/// A blob file to move into quarantine or out of it ([`Store::pending_quarantine_moves`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineMove {
+    /// The account.
+    pub did: Did,
+    /// The blob.
+    pub cid: Cid,
+    /// `true`: the blob is taken down, its file goes into quarantine; `false`: back out.
+    pub quarantine: bool,
 }
 
 /// Order of [`Store::list_all_invite_codes`], newest or most used first.
@@ -134,6 +152,56 @@ impl Store {
                     )?
                     .execute(params![did.as_str(), cid, takedown_ref])?
                     > 0)
+            })
+            .await
+    }
+
+    /// Records where the file of `did`'s blob `cid` now is (`true`: in quarantine), after the
+    /// caller moved it; returns whether the blob exists.
+    pub async fn set_blob_quarantined(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        quarantined: bool,
+    ) -> Result<bool, StoreError> {
+        let (did, cid) = (did.clone(), cid.to_bytes());
+        self.db()
+            .write(move |conn| {
+                Ok(conn
+                    .prepare_cached("UPDATE blob SET quarantined = ?3 WHERE did = ?1 AND cid = ?2")?
+                    .execute(params![did.as_str(), cid, quarantined])?
+                    > 0)
+            })
+            .await
+    }
+
+    /// The file moves a takedown or its lifting left to do, up to `limit` (all accounts when
+    /// `did` is `None`): permanent blobs, out of temporary storage, whose takedown and
+    /// `quarantined` disagree.
+    pub async fn pending_quarantine_moves(
+        &self,
+        did: Option<&Did>,
+        limit: usize,
+    ) -> Result<Vec<QuarantineMove>, StoreError> {
+        let did = did.map(|d| d.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db()
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT did, cid, takedown_ref IS NOT NULL FROM blob
+                     WHERE (takedown_ref IS NOT NULL) != quarantined
+                       AND status = 'permanent' AND temp_key IS NULL
+                       AND (?1 IS NULL OR did = ?1)
+                     LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![did, limit], |r| {
+                    Ok(QuarantineMove {
+                        did: crate::db::parsed_at(r, 0)?,
+                        cid: crate::db::cid_at(r, 1)?,
+                        quarantine: r.get(2)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
     }

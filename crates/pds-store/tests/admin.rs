@@ -7,7 +7,8 @@ mod fixture;
 
 use fixture::*;
 use pds_store::{
-    AccountStatusChange, EventKind, InviteCursor, InviteSort, NewInviteCode, NewUpload, StoreError,
+    AccountStatusChange, EventKind, InviteCursor, InviteSort, NewInviteCode, NewUpload,
+    QuarantineMove, StoreError,
 };
 
 #[tokio::test]
@@ -133,6 +134,102 @@ async fn blob_takedowns_and_temporary_files() {
     assert!(
         !t.store
             .set_blob_takedown(&alice.did, &other.cid, Some("b".to_owned()))
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn quarantine_moves_follow_the_takedown_until_recorded() {
+    let t = open_store();
+    let (alice, bob) = (account(1), account(2));
+    create(&t.store, &alice, None).await;
+    create(&t.store, &bob, None).await;
+    let (kept, temp) = (blob_ref(b"kept"), blob_ref(b"temp"));
+    for (r, key) in [(&kept, "tmp-1"), (&temp, "tmp-2")] {
+        let upload = NewUpload {
+            cid: r.cid,
+            mime_type: r.mime_type.clone(),
+            size: r.size,
+            temp_key: key.to_owned(),
+        };
+        t.store
+            .register_upload(&alice.did, upload, at(1))
+            .await
+            .unwrap();
+    }
+    let outcome = write(
+        &t.store,
+        &alice,
+        &[create_write(
+            "app.bsky.feed.post",
+            "a",
+            post("a", Some(&kept)),
+        )],
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.promoted_blobs.len(), 1);
+    let pending = || t.store.pending_quarantine_moves(None, 10);
+    assert_eq!(pending().await.unwrap(), vec![]);
+    for r in [&kept, &temp] {
+        t.store
+            .set_blob_takedown(&alice.did, &r.cid, Some("b".to_owned()))
+            .await
+            .unwrap();
+    }
+    // The promoted blob's file is still in temporary storage: nothing to move yet.
+    assert_eq!(pending().await.unwrap(), vec![]);
+    t.store
+        .finish_blob_promotion(&alice.did, &kept.cid)
+        .await
+        .unwrap();
+    let into = QuarantineMove {
+        did: alice.did.clone(),
+        cid: kept.cid,
+        quarantine: true,
+    };
+    assert_eq!(pending().await.unwrap(), vec![into.clone()]);
+    assert_eq!(
+        t.store
+            .pending_quarantine_moves(Some(&alice.did), 10)
+            .await
+            .unwrap(),
+        vec![into]
+    );
+    assert_eq!(
+        t.store
+            .pending_quarantine_moves(Some(&bob.did), 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    // Recorded: done. Lifted: the move back is pending until recorded.
+    assert!(
+        t.store
+            .set_blob_quarantined(&alice.did, &kept.cid, true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(pending().await.unwrap(), vec![]);
+    t.store
+        .set_blob_takedown(&alice.did, &kept.cid, None)
+        .await
+        .unwrap();
+    let back = QuarantineMove {
+        did: alice.did.clone(),
+        cid: kept.cid,
+        quarantine: false,
+    };
+    assert_eq!(pending().await.unwrap(), vec![back]);
+    t.store
+        .set_blob_quarantined(&alice.did, &kept.cid, false)
+        .await
+        .unwrap();
+    assert_eq!(pending().await.unwrap(), vec![]);
+    assert!(
+        !t.store
+            .set_blob_quarantined(&bob.did, &kept.cid, true)
             .await
             .unwrap()
     );

@@ -4,7 +4,7 @@
 mod fixture;
 
 use fixture::*;
-use pds_store::{EmailTokenPurpose, read_email_token};
+use pds_store::{EmailTokenPurpose, EventKind, read_email_token};
 
 #[tokio::test]
 async fn tokens_are_taken_once_and_swept_when_old() {
@@ -168,4 +168,71 @@ async fn due_deletions_are_deactivated_accounts_past_their_deadline() {
             .unwrap(),
         vec![b.did.clone()]
     );
+}
+
+#[tokio::test]
+async fn a_scheduled_deletion_rechecks_the_schedule_in_its_transaction() {
+    let t = open_store();
+    let (a, b, c) = (account(1), account(2), account(3));
+    for acct in [&a, &b, &c] {
+        create(&t.store, acct, None).await;
+        t.store
+            .deactivate_account(&acct.did, at(1), Some(at(10)), vec![])
+            .await
+            .unwrap();
+    }
+    let due = t.store.accounts_due_for_deletion(at(20), 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+    // After the listing: a is reactivated, b is given a later deadline.
+    t.store
+        .activate_account(&a.did, vec![], at(15))
+        .await
+        .unwrap();
+    t.store
+        .deactivate_account(&b.did, at(16), Some(at(100)), vec![])
+        .await
+        .unwrap();
+    let before = dump(&t.store);
+    for acct in [&a, &b] {
+        let deleted = t
+            .store
+            .delete_account_if_due(
+                &acct.did,
+                Some(event(EventKind::Account, "deleted")),
+                at(20),
+            )
+            .await
+            .unwrap();
+        assert_eq!(deleted, None, "{} is not due any more", acct.did);
+    }
+    assert_eq!(dump(&t.store), before, "nothing was written");
+    // c is still due: deleted with its event; a second attempt finds nothing.
+    let deleted = t
+        .store
+        .delete_account_if_due(&c.did, Some(event(EventKind::Account, "deleted")), at(20))
+        .await
+        .unwrap();
+    assert_eq!(deleted, Some(vec![]));
+    assert!(t.store.get_account(&c.did).await.unwrap().is_none());
+    let events = t.store.events_after(0, 100).await.unwrap();
+    let c_events: Vec<&[u8]> = events
+        .iter()
+        .filter(|e| e.did == c.did)
+        .map(|e| e.body.as_slice())
+        .collect();
+    assert_eq!(c_events, vec![b"deleted".as_slice()]);
+    let deleted = t
+        .store
+        .delete_account_if_due(&c.did, None, at(20))
+        .await
+        .unwrap();
+    assert_eq!(deleted, None);
+    // b at its new deadline.
+    let deleted = t
+        .store
+        .delete_account_if_due(&b.did, None, at(100))
+        .await
+        .unwrap();
+    assert_eq!(deleted, Some(vec![]));
+    assert!(t.store.get_account(&a.did).await.unwrap().is_some());
 }

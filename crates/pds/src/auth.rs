@@ -101,8 +101,27 @@ pub fn sign_jwt(secret: &[u8], typ: &str, claims: &Claims) -> String {
     format!("{signing_input}.{}", BASE64URL_NOPAD.encode(&sig))
 }
 
+/// Why [`verify_jwt`] refused a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtRefusal {
+    /// Malformed, wrongly signed, or of another type.
+    Invalid,
+    /// Well signed but past its expiry (clients refresh their session on this one).
+    Expired,
+}
+
 /// Verifies an HS256 JWT of header type `typ` (constant-time signature check) and its expiry.
-pub fn verify_jwt(secret: &[u8], typ: &str, token: &str, now: i64) -> Option<Claims> {
+/// Expiry is judged only once the signature holds, so a forged token is never called expired.
+pub fn verify_jwt(secret: &[u8], typ: &str, token: &str, now: i64) -> Result<Claims, JwtRefusal> {
+    let claims = verify_jwt_signature(secret, typ, token).ok_or(JwtRefusal::Invalid)?;
+    if claims.exp > now {
+        Ok(claims)
+    } else {
+        Err(JwtRefusal::Expired)
+    }
+}
+
+fn verify_jwt_signature(secret: &[u8], typ: &str, token: &str) -> Option<Claims> {
     let mut parts = token.split('.');
     let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -119,9 +138,7 @@ pub fn verify_jwt(secret: &[u8], typ: &str, token: &str, now: i64) -> Option<Cla
     if header.alg != "HS256" || header.typ != typ {
         return None;
     }
-    let claims: Claims =
-        serde_json::from_slice(&BASE64URL_NOPAD.decode(p.as_bytes()).ok()?).ok()?;
-    (claims.exp > now).then_some(claims)
+    serde_json::from_slice(&BASE64URL_NOPAD.decode(p.as_bytes()).ok()?).ok()
 }
 
 /// An access + refresh token pair (refresh token `jti`, expiring at `refresh_exp`).
@@ -188,8 +205,17 @@ fn bearer(parts: &Parts) -> Result<&str, XrpcError> {
 fn check(state: &AppState, typ: &str, parts: &Parts) -> Result<Claims, XrpcError> {
     let token = bearer(parts)?;
     let now = chrono::Utc::now().timestamp();
-    let claims = verify_jwt(state.secrets().jwt_secret.as_bytes(), typ, token, now)
-        .ok_or_else(|| XrpcError::invalid_token("Token could not be verified"))?;
+    // As the reference: 400 `ExpiredToken` for an expired token (the official clients refresh
+    // their session on that name and no other), 400 `InvalidToken` for anything else.
+    let claims =
+        verify_jwt(state.secrets().jwt_secret.as_bytes(), typ, token, now).map_err(|refusal| {
+            match refusal {
+                JwtRefusal::Expired => {
+                    XrpcError::invalid_token("Token has expired").named("ExpiredToken")
+                }
+                JwtRefusal::Invalid => XrpcError::invalid_token("Token could not be verified"),
+            }
+        })?;
     if claims.aud != state.config().service_did() {
         return Err(XrpcError::invalid_token("Token has the wrong audience"));
     }
@@ -218,6 +244,25 @@ impl FromRequestParts<AppState> for AccessAuth {
             .parse()
             .map_err(|_| XrpcError::invalid_token("Bad token subject"))?;
         Ok(AccessAuth { did, scope })
+    }
+}
+
+impl AccessAuth {
+    /// The caller's account for a method with the reference's `checkTakedown`: an access token
+    /// that is still valid does not let a taken-down account write (`401 AccountTakedown`), nor
+    /// a deleted one (`403 AccountNotFound`).
+    pub async fn check_takedown(&self, state: &AppState) -> Result<pds_store::Account, XrpcError> {
+        let account = state.store().get_account(&self.did).await?.ok_or_else(|| {
+            XrpcError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "AccountNotFound",
+                "Account not found",
+            )
+        })?;
+        if account.takedown_ref.is_some() {
+            return Err(XrpcError::account_takedown());
+        }
+        Ok(account)
     }
 }
 
@@ -264,17 +309,20 @@ mod tests {
     #[test]
     fn jwt_round_trip_and_rejections() {
         let token = sign_jwt(b"secret", "at+jwt", &claims(100));
+        assert_eq!(verify_jwt(b"secret", "at+jwt", &token, 50), Ok(claims(100)));
+        let invalid = Err(JwtRefusal::Invalid);
+        assert_eq!(verify_jwt(b"other", "at+jwt", &token, 50), invalid);
+        assert_eq!(verify_jwt(b"secret", "refresh+jwt", &token, 50), invalid);
         assert_eq!(
-            verify_jwt(b"secret", "at+jwt", &token, 50),
-            Some(claims(100))
+            verify_jwt(b"secret", "at+jwt", &token, 100),
+            Err(JwtRefusal::Expired)
         );
-        assert_eq!(verify_jwt(b"other", "at+jwt", &token, 50), None);
-        assert_eq!(verify_jwt(b"secret", "refresh+jwt", &token, 50), None);
-        assert_eq!(verify_jwt(b"secret", "at+jwt", &token, 100), None);
+        // A forged token is invalid, not expired, whatever its date.
+        assert_eq!(verify_jwt(b"other", "at+jwt", &token, 100), invalid);
         let mut tampered = token.clone();
         tampered.insert(tampered.len() - 3, 'A');
-        assert_eq!(verify_jwt(b"secret", "at+jwt", &tampered, 50), None);
-        assert_eq!(verify_jwt(b"secret", "at+jwt", "a.b", 50), None);
+        assert_eq!(verify_jwt(b"secret", "at+jwt", &tampered, 50), invalid);
+        assert_eq!(verify_jwt(b"secret", "at+jwt", "a.b", 50), invalid);
     }
 
     #[test]

@@ -5,11 +5,15 @@
 //! work survives restarts: an account whose `delete_after` passed while the server was down is
 //! deleted in the first round after start-up. The jobs:
 //! - scheduled account deletion: deactivated accounts whose `delete_after` (set by
-//!   `deactivateAccount`) has passed, through `service::account_delete::delete_account`;
+//!   `deactivateAccount`) has passed, through
+//!   `service::account_delete::delete_account_if_due` (the schedule re-checked in the deleting
+//!   transaction);
 //! - temporary uploads no record references, older than `PDS_BLOB_TEMP_TTL_MS` (default one
 //!   hour): the row and the file;
 //! - expired email codes (older than `email_tokens::TOKEN_TTL`);
-//! - firehose event retention (`retention::prune_once`, `PDS_REPO_BACKFILL_LIMIT_MS`).
+//! - firehose event retention (`retention::prune_once`, `PDS_REPO_BACKFILL_LIMIT_MS`);
+//! - blob files a takedown (or its lifting) still has to move into or out of quarantine
+//!   (`service::blob::settle_quarantine`).
 //!
 //! A failing job is logged and retried the next round; the others still run. Crawler
 //! notifications stay their own task (`crawlers.rs`): they follow the event log, not a clock.
@@ -37,6 +41,8 @@ pub struct Round {
     pub tokens_removed: usize,
     /// Firehose events pruned.
     pub events_pruned: usize,
+    /// Blob files moved into or out of quarantine (takedowns whose move was interrupted).
+    pub quarantine_moves: usize,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -56,18 +62,14 @@ pub async fn delete_scheduled_accounts(
     let due = state.store().accounts_due_for_deletion(now, BATCH).await?;
     let mut deleted = 0;
     for did in due {
-        // Re-read just before deleting: the account may have been reactivated meanwhile.
-        let still_due = state.store().get_account(&did).await?.is_some_and(|a| {
-            a.deactivated_at.is_some() && a.delete_after.is_some_and(|t| t <= now)
-        });
-        if !still_due {
-            continue;
-        }
-        match account_delete::delete_account(state, &did).await {
-            Ok(()) => {
+        // The account may be reactivated meanwhile: the deletion re-checks the schedule in its
+        // own transaction and then does nothing.
+        match account_delete::delete_account_if_due(state, &did, now).await {
+            Ok(true) => {
                 tracing::info!(%did, "deleted a deactivated account as scheduled (deleteAfter)");
                 deleted += 1;
             }
+            Ok(false) => {}
             Err(e) => tracing::warn!(%did, error = %e, "scheduled account deletion failed"),
         }
     }
@@ -127,6 +129,10 @@ pub async fn run_once(state: &AppState, now: DateTime<Utc>) -> Round {
         events_pruned: logged(
             "firehose event retention",
             crate::retention::prune_once(state.store(), config.repo_backfill_limit, now).await,
+        ),
+        quarantine_moves: logged(
+            "blob quarantine moves",
+            crate::service::blob::settle_quarantine(state, None).await,
         ),
     };
     if round != Round::default() {

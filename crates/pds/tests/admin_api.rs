@@ -5,13 +5,14 @@
 
 mod harness;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use harness::{Account, Reply, Server, create_account, get, login, post, post_bytes};
+use harness::{Account, Reply, Server, create_account, files_under, get, login, post, post_bytes};
 
 const PASSWORD: &str = "admin-secret";
 
@@ -43,24 +44,66 @@ fn url(server: &Server, method: &str, params: &[(&str, &str)]) -> String {
     format!("{}?{}", server.xrpc(method), query.join("&"))
 }
 
-/// A GET as the administrator (`password`), with repeated keys allowed.
-async fn admin_get_as(
+/// Who sends a request.
+#[derive(Debug, Clone, Copy)]
+enum As<'a> {
+    /// No credentials.
+    Anyone,
+    /// An access token.
+    Token(&'a str),
+    /// HTTP basic auth as `admin` with this password.
+    Admin(&'a str),
+    /// This raw `Authorization` header.
+    Header(&'a str),
+}
+
+/// A GET as `who`, with repeated keys allowed; the raw response.
+async fn send_as(
     server: &Server,
-    password: &str,
+    who: As<'_>,
     method: &str,
     params: &[(&str, &str)],
-) -> Reply {
-    let res = reqwest::Client::new()
-        .get(url(server, method, params))
-        .basic_auth("admin", Some(password))
-        .send()
-        .await
-        .unwrap();
-    Reply::read(res).await
+) -> reqwest::Response {
+    let req = reqwest::Client::new().get(url(server, method, params));
+    let req = match who {
+        As::Anyone => req,
+        As::Token(token) => req.bearer_auth(token),
+        As::Admin(password) => req.basic_auth("admin", Some(password)),
+        As::Header(value) => req.header("authorization", value),
+    };
+    req.send().await.unwrap()
+}
+
+/// A GET as `who`, with repeated keys allowed.
+async fn get_as(server: &Server, who: As<'_>, method: &str, params: &[(&str, &str)]) -> Reply {
+    Reply::read(send_as(server, who, method, params).await).await
+}
+
+/// A GET without credentials.
+async fn anyone(server: &Server, method: &str, params: &[(&str, &str)]) -> Reply {
+    get_as(server, As::Anyone, method, params).await
+}
+
+/// The status, content type and body of a GET as `who`.
+async fn bytes_as(
+    server: &Server,
+    who: As<'_>,
+    method: &str,
+    params: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let res = send_as(server, who, method, params).await;
+    let status = res.status().as_u16();
+    let mime = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, mime, res.bytes().await.unwrap().to_vec())
 }
 
 async fn admin_get(server: &Server, method: &str, params: &[(&str, &str)]) -> Reply {
-    admin_get_as(server, PASSWORD, method, params).await
+    get_as(server, As::Admin(PASSWORD), method, params).await
 }
 
 async fn admin_post(server: &Server, method: &str, body: Value) -> Reply {
@@ -85,6 +128,31 @@ fn strs<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
 
 fn repo_ref(did: &str) -> Value {
     json!({"$type": "com.atproto.admin.defs#repoRef", "did": did})
+}
+
+/// `updateSubjectStatus` of `subject` with these status fields (`takedown`, `deactivated`), as
+/// the administrator; the answer.
+async fn update_status(server: &Server, subject: &Value, fields: Value) -> Value {
+    let mut body = fields;
+    body["subject"] = subject.clone();
+    admin_post(server, "com.atproto.admin.updateSubjectStatus", body)
+        .await
+        .ok("updateSubjectStatus")
+}
+
+/// `deleteAccount` of `did`, as the administrator.
+async fn delete_account(server: &Server, did: &str) -> Reply {
+    admin_post(
+        server,
+        "com.atproto.admin.deleteAccount",
+        json!({"did": did}),
+    )
+    .await
+}
+
+/// `getSubjectStatus` with these parameters, as the administrator.
+async fn subject_status(server: &Server, params: &[(&str, &str)]) -> Reply {
+    admin_get(server, "com.atproto.admin.getSubjectStatus", params).await
 }
 
 /// The `#account` event bodies of `did` in a replay of the whole log, in order.
@@ -152,15 +220,10 @@ async fn every_admin_endpoint_refuses_missing_or_wrong_credentials() {
             (401, "AuthenticationRequired"),
             "{nsid}"
         );
-        let wrong = admin_get_as(&server, "wrong", &nsid, &params).await;
+        let wrong = get_as(&server, As::Admin("wrong"), &nsid, &params).await;
         assert_eq!(wrong.status, 401, "{nsid} with a wrong password");
-        let bearer = client
-            .get(url(&server, &nsid, &params))
-            .bearer_auth(&alice.access)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(bearer.status(), 401, "{nsid} with a user token");
+        let bearer = get_as(&server, As::Token(&alice.access), &nsid, &params).await;
+        assert_eq!(bearer.status, 401, "{nsid} with a user token");
     }
     let body = json!({"did": alice.did, "account": alice.did, "handle": "x.test", "password": "p",
         "subject": repo_ref(&alice.did), "takedown": {"applied": true}});
@@ -544,24 +607,19 @@ async fn account_takedown_blocks_login_reads_and_exports_and_is_announced() {
         ),
     ];
 
-    let out = admin_post(
+    let out = update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": repo_ref(did), "takedown": {"applied": true, "ref": "ticket-7"}}),
+        &repo_ref(did),
+        json!({"takedown": {"applied": true, "ref": "ticket-7"}}),
     )
-    .await
-    .ok("updateSubjectStatus");
+    .await;
     assert_eq!(
         out,
         json!({"subject": repo_ref(did), "takedown": {"applied": true, "ref": "ticket-7"}})
     );
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("did", did)],
-    )
-    .await
-    .ok("getSubjectStatus");
+    let status = subject_status(&server, &[("did", did)])
+        .await
+        .ok("getSubjectStatus");
     assert_eq!(
         status,
         json!({"subject": repo_ref(did), "takedown": {"applied": true, "ref": "ticket-7"},
@@ -606,32 +664,13 @@ async fn account_takedown_blocks_login_reads_and_exports_and_is_announced() {
         repo_status,
         json!({"did": did, "active": false, "status": "takendown"})
     );
-    let list = get(
-        &client,
-        &server.xrpc("com.atproto.repo.listRecords"),
-        &[("repo", did), ("collection", "app.bsky.feed.post")],
-    )
-    .await;
-    assert_eq!(list.status, 400, "listRecords of a taken-down repo");
-    let record = get(
-        &client,
-        &server.xrpc("com.atproto.repo.getRecord"),
-        &[
-            ("repo", did),
-            ("collection", "app.bsky.feed.post"),
-            ("rkey", &rkey),
-        ],
-    )
-    .await;
-    assert_eq!(record.status, 400, "getRecord of a taken-down repo");
 
-    admin_post(
+    update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": repo_ref(did), "takedown": {"applied": false}}),
+        &repo_ref(did),
+        json!({"takedown": {"applied": false}}),
     )
-    .await
-    .ok("lift the takedown");
+    .await;
     login(&client, &server, "alice.test", "hunter22")
         .await
         .ok("login after the takedown is lifted");
@@ -643,50 +682,42 @@ async fn account_takedown_blocks_login_reads_and_exports_and_is_announced() {
             r.body
         );
     }
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("did", did)],
-    )
-    .await
-    .ok("getSubjectStatus");
+    let status = subject_status(&server, &[("did", did)])
+        .await
+        .ok("getSubjectStatus");
     assert_eq!(status["takedown"], json!({"applied": false}));
 
     // A takedown without a reference gets the current time as its reference.
-    admin_post(
+    update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": repo_ref(did), "takedown": {"applied": true}}),
+        &repo_ref(did),
+        json!({"takedown": {"applied": true}}),
     )
-    .await
-    .ok("takedown without ref");
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("did", did)],
-    )
-    .await
-    .ok("getSubjectStatus");
+    .await;
+    let status = subject_status(&server, &[("did", did)])
+        .await
+        .ok("getSubjectStatus");
     assert!(
         chrono::DateTime::parse_from_rfc3339(status["takedown"]["ref"].as_str().unwrap()).is_ok(),
         "{status}"
     );
     // Deactivation through the admin API, then everything lifted.
-    admin_post(&server, "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": repo_ref(did), "takedown": {"applied": false}, "deactivated": {"applied": true}}))
-        .await
-        .ok("deactivate");
+    update_status(
+        &server,
+        &repo_ref(did),
+        json!({"takedown": {"applied": false}, "deactivated": {"applied": true}}),
+    )
+    .await;
     let info = admin_get(&server, "com.atproto.admin.getAccountInfo", &[("did", did)])
         .await
         .ok("getAccountInfo");
     assert!(info["deactivatedAt"].is_string(), "{info}");
-    admin_post(
+    update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": repo_ref(did), "deactivated": {"applied": false}}),
+        &repo_ref(did),
+        json!({"deactivated": {"applied": false}}),
     )
-    .await
-    .ok("reactivate");
+    .await;
 
     let events: Vec<(bool, Option<String>)> = account_events(&server, did)
         .await
@@ -729,31 +760,22 @@ async fn record_and_blob_takedowns_hide_only_their_subject() {
     ];
     let list = [("repo", did), ("collection", "app.bsky.feed.post")];
 
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("uri", &uri)],
-    )
-    .await
-    .ok("record status");
+    let status = subject_status(&server, &[("uri", &uri)])
+        .await
+        .ok("record status");
     assert_eq!(
         status,
         json!({"subject": strong, "takedown": {"applied": false}})
     );
-    admin_post(
+    update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": strong, "takedown": {"applied": true, "ref": "r-1"}}),
+        &strong,
+        json!({"takedown": {"applied": true, "ref": "r-1"}}),
     )
-    .await
-    .ok("record takedown");
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("uri", &uri)],
-    )
-    .await
-    .ok("record status");
+    .await;
+    let status = subject_status(&server, &[("uri", &uri)])
+        .await
+        .ok("record status");
     assert_eq!(status["takedown"], json!({"applied": true, "ref": "r-1"}));
     let r = get(
         &client,
@@ -784,13 +806,7 @@ async fn record_and_blob_takedowns_hide_only_their_subject() {
     )
     .await
     .ok("getLatestCommit");
-    admin_post(
-        &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": strong, "takedown": {"applied": false}}),
-    )
-    .await
-    .ok("record takedown lifted");
+    update_status(&server, &strong, json!({"takedown": {"applied": false}})).await;
     get(
         &client,
         &server.xrpc("com.atproto.repo.getRecord"),
@@ -810,20 +826,15 @@ async fn record_and_blob_takedowns_hide_only_their_subject() {
     assert_eq!(r.status(), 200);
 
     let blob_params = [("did", did), ("cid", blob.as_str())];
-    admin_post(
+    update_status(
         &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": blob_ref, "takedown": {"applied": true, "ref": "b-1"}}),
+        &blob_ref,
+        json!({"takedown": {"applied": true, "ref": "b-1"}}),
     )
-    .await
-    .ok("blob takedown");
-    let status = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("did", did), ("blob", &blob)],
-    )
-    .await
-    .ok("blob status");
+    .await;
+    let status = subject_status(&server, &[("did", did), ("blob", &blob)])
+        .await
+        .ok("blob status");
     assert_eq!(
         status,
         json!({"subject": {"$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": blob},
@@ -843,13 +854,7 @@ async fn record_and_blob_takedowns_hide_only_their_subject() {
     )
     .await
     .ok("the record stays");
-    admin_post(
-        &server,
-        "com.atproto.admin.updateSubjectStatus",
-        json!({"subject": blob_ref, "takedown": {"applied": false}}),
-    )
-    .await
-    .ok("blob takedown lifted");
+    update_status(&server, &blob_ref, json!({"takedown": {"applied": false}})).await;
     let r = client
         .get(url(&server, "com.atproto.sync.getBlob", &blob_params))
         .send()
@@ -866,29 +871,14 @@ async fn record_and_blob_takedowns_hide_only_their_subject() {
     )
     .await;
     assert_eq!((r.status, r.error()), (400, "InvalidRequest"));
-    let r = admin_get(&server, "com.atproto.admin.getSubjectStatus", &[]).await;
+    let r = subject_status(&server, &[]).await;
     assert_eq!((r.status, r.error()), (400, "InvalidRequest"));
-    let r = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("blob", &blob)],
-    )
-    .await;
+    let r = subject_status(&server, &[("blob", &blob)]).await;
     assert_eq!((r.status, r.error()), (400, "InvalidRequest"));
     let gone = format!("at://{did}/app.bsky.feed.post/3aaaaaaaaaaaa");
-    let r = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("uri", &gone)],
-    )
-    .await;
+    let r = subject_status(&server, &[("uri", &gone)]).await;
     assert_eq!((r.status, r.error()), (400, "NotFound"));
-    let r = admin_get(
-        &server,
-        "com.atproto.admin.getSubjectStatus",
-        &[("did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")],
-    )
-    .await;
+    let r = subject_status(&server, &[("did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")]).await;
     assert_eq!((r.status, r.error()), (400, "NotFound"));
 }
 
@@ -908,13 +898,7 @@ async fn delete_account_removes_rows_files_and_events() {
     let blob_dir = dir.path().join("blobs").join(did.replace(':', "_"));
     assert!(key_file.exists() && blob_dir.exists());
 
-    admin_post(
-        &server,
-        "com.atproto.admin.deleteAccount",
-        json!({"did": did}),
-    )
-    .await
-    .ok("deleteAccount");
+    delete_account(&server, did).await.ok("deleteAccount");
     assert!(!key_file.exists(), "the signing key file is deleted");
     assert!(!blob_dir.exists(), "the blob files are deleted");
     let r = admin_get(&server, "com.atproto.admin.getAccountInfo", &[("did", did)]).await;
@@ -932,12 +916,7 @@ async fn delete_account_removes_rows_files_and_events() {
             .status,
         401
     );
-    let again = admin_post(
-        &server,
-        "com.atproto.admin.deleteAccount",
-        json!({"did": did}),
-    )
-    .await;
+    let again = delete_account(&server, did).await;
     assert_eq!((again.status, again.error()), (400, "NotFound"));
 
     // The log keeps only the deletion for alice; bob is untouched.
@@ -961,4 +940,354 @@ async fn delete_account_removes_rows_files_and_events() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// `(status, error, message)` of a reply.
+fn failure(r: &Reply) -> (u16, &str, &str) {
+    (
+        r.status,
+        r.error(),
+        r.body["message"].as_str().unwrap_or(""),
+    )
+}
+
+#[tokio::test]
+async fn owner_and_admin_read_an_unavailable_repository_through_sync() {
+    let (_dir, server) = start(&[]).await;
+    let client = reqwest::Client::new();
+    let alice = create_account(&client, &server, "alice").await;
+    let bob = create_account(&client, &server, "bob").await;
+    let (uri, _, blob) = post_with_blob(&client, &server, &alice).await;
+    let rkey = uri.rsplit('/').next().unwrap().to_owned();
+    let did = alice.did.as_str();
+    let by_did = [("did", did)];
+    let commit = anyone(&server, "com.atproto.sync.getLatestCommit", &by_did)
+        .await
+        .ok("getLatestCommit")["cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let export = bytes_as(&server, As::Anyone, "com.atproto.sync.getRepo", &by_did).await;
+    assert_eq!(export.0, 200);
+    let post = ("collection", "app.bsky.feed.post");
+    let reads: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("getRepo", vec![("did", did)]),
+        ("getCheckout", vec![("did", did)]),
+        ("getLatestCommit", vec![("did", did)]),
+        ("getHead", vec![("did", did)]),
+        ("getRecord", vec![("did", did), post, ("rkey", &rkey)]),
+        ("getBlocks", vec![("did", did), ("cids", &commit)]),
+        ("listBlobs", vec![("did", did)]),
+        ("getBlob", vec![("did", did), ("cid", &blob)]),
+    ];
+    let statuses = [
+        (
+            json!({"takedown": {"applied": true}}),
+            "RepoTakendown",
+            "takendown",
+        ),
+        (
+            json!({"takedown": {"applied": false}, "deactivated": {"applied": true}}),
+            "RepoDeactivated",
+            "deactivated",
+        ),
+    ];
+    for (change, refused, status) in statuses {
+        update_status(&server, &repo_ref(did), change).await;
+        for (method, params) in &reads {
+            let method = format!("com.atproto.sync.{method}");
+            for who in [As::Anyone, As::Token(&bob.access)] {
+                let r = get_as(&server, who, &method, params).await;
+                assert_eq!((r.status, r.error()), (400, refused), "{method} as {who:?}");
+            }
+            // The owner (with a token from before) and the administrator still read it.
+            for who in [As::Token(&alice.access), As::Admin(PASSWORD)] {
+                let r = get_as(&server, who, &method, params).await;
+                assert_eq!(r.status, 200, "{method} as {who:?}: {}", r.body);
+            }
+        }
+        let mine = bytes_as(
+            &server,
+            As::Token(&alice.access),
+            "com.atproto.sync.getRepo",
+            &by_did,
+        )
+        .await;
+        assert_eq!(mine, export, "the owner's export while {status}");
+        let (code, _, bytes) = bytes_as(
+            &server,
+            As::Admin(PASSWORD),
+            "com.atproto.sync.getBlob",
+            &reads[7].1,
+        )
+        .await;
+        assert_eq!(
+            (code, bytes.as_slice()),
+            (200, b"not really a png".as_slice())
+        );
+        // Credentials that do not verify are refused, never taken for nobody's.
+        for (who, expected) in [
+            (As::Admin("wrong"), (401, "AuthenticationRequired")),
+            (As::Token("not-a-token"), (400, "InvalidToken")),
+            (As::Header("Negotiate abc"), (401, "AuthenticationRequired")),
+        ] {
+            let r = get_as(&server, who, "com.atproto.sync.getLatestCommit", &by_did).await;
+            assert_eq!((r.status, r.error()), expected, "{who:?}");
+        }
+        let r = anyone(&server, "com.atproto.sync.getRepoStatus", &by_did)
+            .await
+            .ok("getRepoStatus");
+        assert_eq!(r, json!({"did": did, "active": false, "status": status}));
+
+        // The repo reads, as the reference: getRecord and listRecords see no repository here
+        // (whoever asks), describeRepo says why; by DID or handle.
+        for repo in [did, "alice.test"] {
+            let params = [("repo", repo), post, ("rkey", &rkey)];
+            for who in [As::Anyone, As::Token(&alice.access)] {
+                let r = get_as(&server, who, "com.atproto.repo.getRecord", &params).await;
+                assert_eq!(
+                    failure(&r),
+                    (400, "InvalidRequest", "Could not locate record"),
+                    "getRecord of {repo} as {who:?}"
+                );
+            }
+            let r = anyone(&server, "com.atproto.repo.listRecords", &params[..2]).await;
+            let message = format!("Could not find repo: {repo}");
+            assert_eq!(failure(&r), (400, "InvalidRequest", message.as_str()));
+            let r = anyone(&server, "com.atproto.repo.describeRepo", &params[..1]).await;
+            assert_eq!(
+                (r.status, r.error()),
+                (400, refused),
+                "describeRepo of {repo}"
+            );
+        }
+    }
+    update_status(
+        &server,
+        &repo_ref(did),
+        json!({"deactivated": {"applied": false}}),
+    )
+    .await;
+    for method in ["getRecord", "listRecords", "describeRepo"] {
+        let params = [("repo", did), post, ("rkey", &rkey)];
+        let r = anyone(&server, &format!("com.atproto.repo.{method}"), &params).await;
+        assert_eq!(r.status, 200, "{method} once active again: {}", r.body);
+    }
+}
+
+/// A stand-in app view: getRecord answers with the query it got and whether it got credentials.
+async fn stub_app_view() -> String {
+    use axum::http::{HeaderMap, Uri};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let get_record = |headers: HeaderMap, uri: Uri| async move {
+        axum::Json(json!({"uri": "at://from.the/app.view/x", "cid": "none",
+            "value": {"query": uri.query(), "credentials": headers.contains_key("authorization")}}))
+    };
+    let app = axum::Router::new().route(
+        "/xrpc/com.atproto.repo.getRecord",
+        axum::routing::get(get_record),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn get_record_of_a_repository_not_served_here_asks_the_app_view() {
+    let app_view = stub_app_view().await;
+    let (_dir, server) = start(&[
+        ("PDS_BSKY_APP_VIEW_URL", &app_view),
+        ("PDS_BSKY_APP_VIEW_DID", "did:web:appview.test"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let alice = create_account(&client, &server, "alice").await;
+    let (uri, _, _) = post_with_blob(&client, &server, &alice).await;
+    let rkey = uri.rsplit('/').next().unwrap().to_owned();
+    let params = |repo| {
+        [
+            ("repo", repo),
+            ("collection", "app.bsky.feed.post"),
+            ("rkey", rkey.as_str()),
+        ]
+    };
+    let mine = params(alice.did.as_str());
+    let here = anyone(&server, "com.atproto.repo.getRecord", &mine)
+        .await
+        .ok("getRecord");
+    assert_eq!(
+        here["uri"],
+        uri.as_str(),
+        "an active repository is read here"
+    );
+    update_status(
+        &server,
+        &repo_ref(&alice.did),
+        json!({"deactivated": {"applied": true}}),
+    )
+    .await;
+    let unknown = params("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+    for (params, who) in [(mine, As::Token(&alice.access)), (unknown, As::Anyone)] {
+        let r = get_as(&server, who, "com.atproto.repo.getRecord", &params)
+            .await
+            .ok("getRecord from the app view");
+        let sent = url(&server, "com.atproto.repo.getRecord", &params);
+        let query = sent.split_once('?').unwrap().1;
+        assert_eq!(
+            (r["uri"].as_str(), &r["value"]),
+            (
+                Some("at://from.the/app.view/x"),
+                &json!({"query": query, "credentials": false})
+            ),
+            "{params:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_taken_down_account_cannot_write_with_a_token_it_still_holds() {
+    let (dir, server) = start(&[]).await;
+    let client = reqwest::Client::new();
+    let alice = create_account(&client, &server, "alice").await;
+    let bob = create_account(&client, &server, "bob").await;
+    let upload = |token: &str| {
+        let (client, url, token) = (
+            client.clone(),
+            server.xrpc("com.atproto.repo.uploadBlob"),
+            token.to_owned(),
+        );
+        async move { post_bytes(&client, &url, Some(&token), "image/png", b"png".to_vec()).await }
+    };
+    update_status(
+        &server,
+        &repo_ref(&alice.did),
+        json!({"takedown": {"applied": true}}),
+    )
+    .await;
+    let taken_down = (401, "AccountTakedown", "Account has been taken down");
+    let r = upload(&alice.access).await;
+    assert_eq!(failure(&r), taken_down, "uploadBlob");
+    let writes = [
+        (
+            "com.atproto.identity.updateHandle",
+            json!({"handle": "alicia.test"}),
+        ),
+        (
+            "com.atproto.server.createAppPassword",
+            json!({"name": "app"}),
+        ),
+    ];
+    for (method, body) in &writes {
+        let r = post(&client, &server.xrpc(method), Some(&alice.access), body).await;
+        assert_eq!(failure(&r), taken_down, "{method}");
+    }
+    assert!(
+        files_under(&dir.path().join("blobs")).is_empty(),
+        "no file was kept"
+    );
+    // Deactivated but not taken down: uploads are allowed (an account moving in needs them).
+    update_status(
+        &server,
+        &repo_ref(&alice.did),
+        json!({"takedown": {"applied": false}, "deactivated": {"applied": true}}),
+    )
+    .await;
+    upload(&alice.access)
+        .await
+        .ok("uploadBlob while deactivated");
+    // A deleted account's token.
+    delete_account(&server, &bob.did).await.ok("deleteAccount");
+    let r = upload(&bob.access).await;
+    assert_eq!(failure(&r), (403, "AccountNotFound", "Account not found"));
+}
+
+/// The served and the quarantined place of `did`'s blob `cid` under the data directory.
+fn blob_places(dir: &Path, did: &str, cid: &str) -> (PathBuf, PathBuf) {
+    let (blobs, name) = (dir.join("blobs"), did.replace(':', "_"));
+    (
+        blobs.join(&name).join(cid),
+        blobs.join("quarantine").join(&name).join(cid),
+    )
+}
+
+/// Waits (up to 15 s) until `done`.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..150 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn a_blob_takedown_quarantines_its_file_and_a_restart_finishes_a_move() {
+    let (dir, mut server) = start(&[]).await;
+    let client = reqwest::Client::new();
+    let alice = create_account(&client, &server, "alice").await;
+    let (_, _, blob) = post_with_blob(&client, &server, &alice).await;
+    let did = alice.did.as_str();
+    let subject = json!({"$type": "com.atproto.admin.defs#repoBlobRef", "did": did, "cid": blob});
+    let (served, quarantined) = blob_places(dir.path(), did, &blob);
+    let params = [("did", did), ("cid", blob.as_str())];
+    let placed = |served: &Path, quarantined: &Path| (served.exists(), quarantined.exists());
+    assert_eq!(placed(&served, &quarantined), (true, false));
+
+    update_status(&server, &subject, json!({"takedown": {"applied": true}})).await;
+    assert_eq!(placed(&served, &quarantined), (false, true), "quarantined");
+    for who in [As::Anyone, As::Token(&alice.access), As::Admin(PASSWORD)] {
+        let r = get_as(&server, who, "com.atproto.sync.getBlob", &params).await;
+        assert_eq!((r.status, r.error()), (400, "BlobNotFound"), "{who:?}");
+    }
+    let again = post_bytes(
+        &client,
+        &server.xrpc("com.atproto.repo.uploadBlob"),
+        Some(&alice.access),
+        "image/png",
+        b"not really a png".to_vec(),
+    )
+    .await;
+    let refused = (
+        400,
+        "InvalidRequest",
+        "Blob has been takendown, cannot re-upload",
+    );
+    assert_eq!(failure(&again), refused);
+    update_status(&server, &subject, json!({"takedown": {"applied": false}})).await;
+    assert_eq!(placed(&served, &quarantined), (true, false), "back");
+    let (code, _, bytes) = bytes_as(&server, As::Anyone, "com.atproto.sync.getBlob", &params).await;
+    assert_eq!(
+        (code, bytes.as_slice()),
+        (200, b"not really a png".as_slice())
+    );
+
+    // A crash after the database changed and before the file moved: the restart (the jobs'
+    // first round) finishes the move, either way.
+    for (change, served_after) in [("'t-2'", false), ("NULL", true)] {
+        server.kill();
+        let db = rusqlite::Connection::open(dir.path().join("pds.sqlite")).unwrap();
+        db.execute(&format!("UPDATE blob SET takedown_ref = {change}"), [])
+            .unwrap();
+        drop(db);
+        assert_eq!(placed(&served, &quarantined), (!served_after, served_after));
+        server.restart().await;
+        wait_for("the interrupted move", || {
+            placed(&served, &quarantined) == (served_after, !served_after)
+        })
+        .await;
+    }
+    let (code, _, _) = bytes_as(&server, As::Anyone, "com.atproto.sync.getBlob", &params).await;
+    assert_eq!(code, 200);
+
+    // Deleting the account deletes a quarantined file too.
+    update_status(&server, &subject, json!({"takedown": {"applied": true}})).await;
+    assert_eq!(placed(&served, &quarantined), (false, true));
+    delete_account(&server, did).await.ok("deleteAccount");
+    assert_eq!(placed(&served, &quarantined), (false, false));
+    assert!(
+        !quarantined.parent().unwrap().exists(),
+        "the account's quarantine folder is gone"
+    );
+    assert!(!served.parent().unwrap().exists());
 }

@@ -167,6 +167,7 @@ impl From<BlobError> for XrpcError {
             }
             BlobError::Io(e) => Self::internal(e),
             BlobError::Store(e) => e.into(),
+            e @ BlobError::Takendown => Self::invalid_request(e.to_string()),
         }
     }
 }

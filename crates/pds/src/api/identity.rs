@@ -140,12 +140,13 @@ pub struct UpdateHandleInput {
     handle: String,
 }
 
-/// `com.atproto.identity.updateHandle`.
+/// `com.atproto.identity.updateHandle` (refused to a taken-down account, as the reference).
 pub async fn update_handle(
     State(state): State<AppState>,
     auth: AccessAuth,
     XrpcJson(input): XrpcJson<UpdateHandleInput>,
 ) -> Result<(), XrpcError> {
+    auth.check_takedown(&state).await?;
     handle::update_handle(&state, &auth.did, &input.handle).await?;
     Ok(())
 }

@@ -1,10 +1,16 @@
 //! `com.atproto.repo.*`: record writes (all through the one writer), record reads, and blob
 //! uploads.
+//!
+//! Reads treat a taken-down or deactivated account as the reference does: as not hosted here
+//! for getRecord (forwarded to the app view when one is configured, else `Could not locate
+//! record`) and listRecords (`Could not find repo`), and through `assertRepoAvailability` for
+//! describeRepo (`RepoTakendown`, `RepoDeactivated`).
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,38 +23,44 @@ use pds_store::ListRecords;
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcJson, XrpcQuery, parse_param};
 use crate::api::lexicon::prepare_record;
+use crate::api::proxy::{self, upstream};
+use crate::api::sync::repo_availability;
 use crate::auth::AccessAuth;
 use crate::service::blob;
 use crate::service::writer::{Applied, WriteOp};
 use crate::state::AppState;
 
-/// The local account of a repo given as a handle or DID.
-async fn resolve_account(state: &AppState, repo: &str) -> Result<pds_store::Account, XrpcError> {
+/// The local account of a repo given as a handle or DID, whatever its status.
+async fn find_account(
+    state: &AppState,
+    repo: &str,
+) -> Result<Option<pds_store::Account>, XrpcError> {
     let store = state.store();
-    let account = if repo.starts_with("did:") {
+    Ok(if repo.starts_with("did:") {
         store
             .get_account(&parse_param::<Did>("repo", repo)?)
             .await?
     } else {
         let handle: Handle = parse_param("repo", &repo.to_ascii_lowercase())?;
         store.get_account_by_handle(&handle).await?
-    };
-    account.ok_or_else(|| {
+    })
+}
+
+/// The local account of a repo given as a handle or DID.
+async fn resolve_account(state: &AppState, repo: &str) -> Result<pds_store::Account, XrpcError> {
+    find_account(state, repo).await?.ok_or_else(|| {
         XrpcError::invalid_request(format!("Could not find repo: {repo}")).named("RepoNotFound")
     })
 }
 
-/// A repo given as a handle or DID, resolved to a local account's DID, for reads: a taken-down
-/// account is not found, as in the reference.
-pub async fn resolve_repo(state: &AppState, repo: &str) -> Result<Did, XrpcError> {
-    let account = resolve_account(state, repo).await?;
-    if account.takedown_ref.is_some() {
-        return Err(
-            XrpcError::invalid_request(format!("Could not find repo: {repo}"))
-                .named("RepoNotFound"),
-        );
-    }
-    Ok(account.did)
+/// The DID of a repo given as a handle or DID if it is hosted here and active, for record
+/// reads; `None` for an unknown, taken-down or deactivated account (the reference's
+/// `getDidForActor`).
+async fn hosted_repo(state: &AppState, repo: &str) -> Result<Option<Did>, XrpcError> {
+    Ok(find_account(state, repo)
+        .await?
+        .filter(pds_store::Account::is_active)
+        .map(|a| a.did))
 }
 
 /// The DID of a repo the caller may write: their own, and active.
@@ -65,10 +77,12 @@ async fn writable_repo(state: &AppState, auth: &AccessAuth, repo: &str) -> Resul
         return Err(XrpcError::account_takedown());
     }
     if !account.is_active() {
-        return Err(
-            XrpcError::invalid_request(format!("Account is deactivated: {}", account.did))
-                .named("RepoDeactivated"),
-        );
+        // The reference's `checkDeactivated`: refused at authorization, 401.
+        return Err(XrpcError::new(
+            StatusCode::UNAUTHORIZED,
+            "AccountDeactivated",
+            "Account is deactivated",
+        ));
     }
     Ok(account.did)
 }
@@ -365,12 +379,18 @@ pub struct GetRecordParams {
     cid: Option<String>,
 }
 
-/// `com.atproto.repo.getRecord`.
+/// `com.atproto.repo.getRecord`. A repository not hosted here, or not active, is asked of the
+/// app view (as the reference's pipethrough, without credentials); without one configured it is
+/// `Could not locate record`.
 pub async fn get_record(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
     XrpcQuery(p): XrpcQuery<GetRecordParams>,
-) -> Result<Json<Value>, XrpcError> {
-    let did = resolve_repo(&state, &p.repo).await?;
+) -> Result<Response, XrpcError> {
+    let Some(did) = hosted_repo(&state, &p.repo).await? else {
+        return record_elsewhere(&state, &headers, &uri).await;
+    };
     let collection: Nsid = parse_param("collection", &p.collection)?;
     let rkey: RecordKey = parse_param("rkey", &p.rkey)?;
     let want = cid_param("cid", p.cid.as_deref())?;
@@ -382,7 +402,40 @@ pub async fn get_record(
         ))
         .named("RecordNotFound"));
     };
-    Ok(Json(record_json(&record)?))
+    Ok(Json(record_json(&record)?).into_response())
+}
+
+/// getRecord of a repository not served here: forwarded to the app view (or the service an
+/// `atproto-proxy` header names) with the caller's query, as the reference.
+async fn record_elsewhere(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Response, XrpcError> {
+    const LXM: &str = "com.atproto.repo.getRecord";
+    if state.config().bsky_app_view.is_none() {
+        return Err(XrpcError::invalid_request("Could not locate record"));
+    }
+    let target = proxy::proxy_target(state, headers, LXM).await?;
+    let mut url = target.url.clone();
+    url.set_path(&format!("/xrpc/{LXM}"));
+    url.set_query(uri.query());
+    let mut forwarded = upstream::forwarded_request_headers(headers, false);
+    forwarded.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let answer = state
+        .upstream()
+        .send(reqwest::Method::GET, url, target.trust, forwarded, None)
+        .await?;
+    Ok(if answer.status().as_u16() >= 400 {
+        upstream::UpstreamFailure::read(answer)
+            .await
+            .into_response()
+    } else {
+        upstream::stream_response(answer)
+    })
 }
 
 fn record_json(r: &pds_store::StoredRecord) -> Result<Value, XrpcError> {
@@ -405,7 +458,9 @@ pub async fn list_records(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<ListRecordsParams>,
 ) -> Result<Json<Value>, XrpcError> {
-    let did = resolve_repo(&state, &p.repo).await?;
+    let did = hosted_repo(&state, &p.repo)
+        .await?
+        .ok_or_else(|| XrpcError::invalid_request(format!("Could not find repo: {}", p.repo)))?;
     let collection: Nsid = parse_param("collection", &p.collection)?;
     let limit = p.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
@@ -444,17 +499,14 @@ pub struct DescribeRepoParams {
     repo: String,
 }
 
-/// `com.atproto.repo.describeRepo`.
+/// `com.atproto.repo.describeRepo`: for everyone, the owner included, only an active
+/// repository (the reference's `assertRepoAvailability(ctx, repo, false)`).
 pub async fn describe_repo(
     State(state): State<AppState>,
     XrpcQuery(p): XrpcQuery<DescribeRepoParams>,
 ) -> Result<Json<Value>, XrpcError> {
-    let did = resolve_repo(&state, &p.repo).await?;
-    let account = state
-        .store()
-        .get_account(&did)
-        .await?
-        .ok_or_else(|| XrpcError::internal("account vanished"))?;
+    let account = repo_availability(find_account(&state, &p.repo).await?, &p.repo, false)?;
+    let did = account.did.clone();
     let collections: Vec<String> = state
         .store()
         .list_collections(&did)
@@ -471,13 +523,16 @@ pub async fn describe_repo(
     })))
 }
 
-/// `com.atproto.repo.uploadBlob`: streams the body to a temporary file, hashing it.
+/// `com.atproto.repo.uploadBlob`: streams the body to a temporary file, hashing it. Refused to
+/// a taken-down account (`AccountTakedown`), as the reference's `checkTakedown`; a deactivated
+/// one may upload (an account moving in does).
 pub async fn upload_blob(
     State(state): State<AppState>,
     auth: AccessAuth,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, XrpcError> {
+    auth.check_takedown(&state).await?;
     let mime_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

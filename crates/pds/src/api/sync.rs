@@ -1,15 +1,19 @@
 //! `com.atproto.sync.*`: the public repository sync endpoints (no auth).
 //!
-//! Every endpoint but getRepoStatus first checks the account as the reference PDS's
-//! `assertRepoAvailability` does: unknown → `RepoNotFound`, taken down → `RepoTakendown`,
-//! deactivated → `RepoDeactivated` (admin / self bypass is not implemented yet).
+//! Every endpoint but getRepoStatus and listRepos first checks the account as the reference
+//! PDS's `assertRepoAvailability` does: unknown → `RepoNotFound`, taken down → `RepoTakendown`,
+//! deactivated → `RepoDeactivated`, except for the owner (a still-valid access token) and the
+//! administrator (basic auth), who may read it whatever its status ([`Viewer`]).
+//! getRepoStatus answers everyone with the status, as the reference.
 //! getRepo and getCheckout stream the CAR straight from the store (see `sync/car_stream.rs`).
 //! listRepos lists every account with a repository, whatever its status, ordered by DID.
 
 mod car_stream;
 mod repo_car;
+mod viewer;
 
 pub use repo_car::{get_blocks, get_checkout, get_record, get_repo};
+pub use viewer::Viewer;
 
 use axum::Json;
 use axum::body::Body;
@@ -38,28 +42,34 @@ fn blob_not_found() -> XrpcError {
 }
 
 /// `com.atproto.sync.getBlob`: the bytes of a permanent blob, sandboxed; not for a repository
-/// that is not served, nor for a taken-down blob (`BlobNotFound`), as the reference.
+/// that is not served (but to its owner and the administrator), nor for a taken-down blob
+/// (`BlobNotFound`, to everyone), as the reference.
 pub async fn get_blob(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<GetBlobParams>,
 ) -> Result<Response, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
     let cid = atp_data::cid::parse(&p.cid)
         .map_err(|e| XrpcError::invalid_request(format!("Invalid cid: {e}")))?;
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let meta = state.store().get_blob(&did, &cid).await?;
     let Some(meta) = meta.filter(|m| m.status == BlobStatus::Permanent && m.takedown_ref.is_none())
     else {
         return Err(blob_not_found());
     };
     let blobs = state.writer().blobs();
-    let path = match &meta.temp_key {
-        Some(key) => blobs.temp_path(key),
-        None => blobs.permanent_path(&did, &cid),
+    let file = match &meta.temp_key {
+        Some(key) => tokio::fs::File::open(blobs.temp_path(key)).await,
+        // A lifted takedown whose file has not moved back yet still serves it.
+        None => match tokio::fs::File::open(blobs.permanent_path(&did, &cid)).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tokio::fs::File::open(blobs.quarantine_path(&did, &cid)).await
+            }
+            opened => opened,
+        },
     };
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| blob_not_found())?;
+    let file = file.map_err(|_| blob_not_found())?;
     let stream = file_chunks(file);
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
@@ -112,10 +122,11 @@ pub struct GetLatestCommitParams {
 /// `com.atproto.sync.getLatestCommit`.
 pub async fn get_latest_commit(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<GetLatestCommitParams>,
 ) -> Result<Json<Value>, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let root = state.store().repo_root(&did).await?.ok_or_else(|| {
         XrpcError::invalid_request(format!("Could not find root for DID: {did}"))
             .named("RepoNotFound")
@@ -125,27 +136,44 @@ pub async fn get_latest_commit(
     ))
 }
 
-/// The account of `did` if its repository may be served publicly (the reference's
-/// `assertRepoAvailability` for a caller that is neither the owner nor an admin).
+/// The account of `did` if `viewer` may read its repository: always its owner and the
+/// administrator, anyone else only while it is active (the reference's
+/// `assertRepoAvailability(ctx, did, isUserOrAdmin(auth, did))`).
 pub(crate) async fn assert_repo_availability(
     state: &AppState,
     did: &Did,
+    viewer: &Viewer,
 ) -> Result<Account, XrpcError> {
-    let Some(account) = state.store().get_account(did).await? else {
+    let account = state.store().get_account(did).await?;
+    repo_availability(account, did.as_str(), viewer.is_owner_or_admin(did))
+}
+
+/// The reference's `assertRepoAvailability` on an account already looked up by `repo` (a DID or
+/// handle, named in the messages): unknown → `RepoNotFound`; unless `owner_or_admin`, taken
+/// down → `RepoTakendown`, then deactivated → `RepoDeactivated`.
+pub(crate) fn repo_availability(
+    account: Option<Account>,
+    repo: &str,
+    owner_or_admin: bool,
+) -> Result<Account, XrpcError> {
+    let Some(account) = account else {
         return Err(
-            XrpcError::invalid_request(format!("Could not find repo for DID: {did}"))
+            XrpcError::invalid_request(format!("Could not find repo for DID: {repo}"))
                 .named("RepoNotFound"),
         );
     };
+    if owner_or_admin {
+        return Ok(account);
+    }
     if account.takedown_ref.is_some() {
         return Err(
-            XrpcError::invalid_request(format!("Repo has been takendown: {did}"))
+            XrpcError::invalid_request(format!("Repo has been takendown: {repo}"))
                 .named("RepoTakendown"),
         );
     }
     if account.deactivated_at.is_some() {
         return Err(
-            XrpcError::invalid_request(format!("Repo has been deactivated: {did}"))
+            XrpcError::invalid_request(format!("Repo has been deactivated: {repo}"))
                 .named("RepoDeactivated"),
         );
     }
@@ -178,10 +206,11 @@ pub async fn get_repo_status(
 /// `com.atproto.sync.getHead` (deprecated): the current commit's CID.
 pub async fn get_head(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<DidParams>,
 ) -> Result<Json<Value>, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let root = state.store().repo_root(&did).await?.ok_or_else(|| {
         XrpcError::invalid_request(format!("Could not find root for DID: {did}"))
             .named("HeadNotFound")
@@ -202,6 +231,7 @@ pub struct ListBlobsParams {
 /// in CID order; the cursor is the last CID of the page.
 pub async fn list_blobs(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<ListBlobsParams>,
 ) -> Result<Json<Value>, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
@@ -212,7 +242,7 @@ pub async fn list_blobs(
         .transpose()?;
     let limit = page_limit(p.limit, 500, 1000)?;
     let after = cid_cursor(p.cursor.as_deref())?;
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let cids = state.store().list_blobs(&did, since, after, limit).await?;
     let mut out = json!({"cids": cids.iter().map(|c| c.to_string()).collect::<Vec<_>>()});
     if let Some(last) = cids.last() {

@@ -338,6 +338,73 @@ async fn sessions_login_refresh_logout() {
     );
 }
 
+/// A token of `typ` for `did` with the server's secret, expired ten seconds ago.
+fn expired_token(h: &Harness, typ: &str, scope: &str, did: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let claims = crate::auth::Claims {
+        scope: scope.into(),
+        sub: did.into(),
+        aud: h.state.config().service_did().to_string(),
+        iat: now - 100,
+        exp: now - 10,
+        jti: Some("expired".into()),
+    };
+    crate::auth::sign_jwt(h.state.secrets().jwt_secret.as_bytes(), typ, &claims)
+}
+
+#[tokio::test]
+async fn expired_tokens_are_named_expired_and_forged_ones_invalid() {
+    let h = harness();
+    let (did, _, _) = h.alice().await;
+    // The official clients refresh their session on `ExpiredToken` (400) and only on that.
+    let access = expired_token(&h, "at+jwt", "com.atproto.access", &did);
+    let (status, body) = h
+        .call(
+            "GET",
+            "/xrpc/com.atproto.server.getSession",
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["message"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some("ExpiredToken"),
+            Some("Token has expired")
+        )
+    );
+    let refresh = expired_token(&h, "refresh+jwt", "com.atproto.refresh", &did);
+    let (status, body) = h
+        .call(
+            "POST",
+            "/xrpc/com.atproto.server.refreshSession",
+            Some(&refresh),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ExpiredToken"))
+    );
+    // The same expired claims signed with another secret are not expired but invalid.
+    let mut forged = access.clone();
+    forged.truncate(access.rfind('.').unwrap() + 1);
+    forged.push_str("AAAA");
+    let (status, body) = h
+        .call(
+            "GET",
+            "/xrpc/com.atproto.server.getSession",
+            Some(&forged),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidToken"))
+    );
+}
+
 pub(super) fn post_record(text: &str) -> Value {
     json!({"$type": "app.bsky.feed.post", "text": text, "createdAt": "2024-01-01T00:00:00.000Z"})
 }
@@ -637,7 +704,7 @@ async fn record_type_and_account_state_are_checked() {
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("RepoDeactivated"))
+        (StatusCode::UNAUTHORIZED, Some("AccountDeactivated"))
     );
 }
 

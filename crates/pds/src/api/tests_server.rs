@@ -9,15 +9,27 @@ use super::tests::{Harness, harness, harness_with, post_record};
 use crate::state::Plc;
 
 /// What a refused request must leave unchanged: the repo root, the records and the last event.
+/// (Read from the store: listRecords does not serve a deactivated repository.)
 async fn snapshot(h: &Harness, did: &str) -> (Value, Value, i64) {
     let d: atp_syntax::Did = did.parse().unwrap();
     let root = h.state.store().repo_root(&d).await.unwrap().unwrap();
-    let (status, records) = h
-        .get(&format!(
-            "/xrpc/com.atproto.repo.listRecords?repo={did}&collection=app.bsky.feed.post"
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{records}");
+    let page = pds_store::ListRecords {
+        limit: 100,
+        cursor: None,
+        reverse: false,
+    };
+    let posts = "app.bsky.feed.post".parse().unwrap();
+    let stored = h
+        .state
+        .store()
+        .list_records(&d, &posts, page)
+        .await
+        .unwrap();
+    let records: Vec<Value> = stored
+        .iter()
+        .map(|r| json!([r.uri, r.cid.to_string()]))
+        .collect();
+    let records = Value::from(records);
     let seq = h.state.store().last_seq().await.unwrap();
     (
         json!([root.commit.to_string(), root.rev.to_string()]),
@@ -389,7 +401,7 @@ async fn deactivation_refuses_writes_and_reactivation_restores_them() {
         .await;
     assert_eq!(
         err(&res),
-        (StatusCode::BAD_REQUEST, Some("RepoDeactivated"))
+        (StatusCode::UNAUTHORIZED, Some("AccountDeactivated"))
     );
     assert_eq!(snapshot(&h, &did).await, before);
 

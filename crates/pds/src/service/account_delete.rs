@@ -8,9 +8,9 @@
 //! never rows pointing at missing files. The DID document is left as it is (the reference does
 //! not tombstone it either).
 
-use atp_data::Value;
+use atp_data::{Cid, Value};
 use atp_syntax::Did;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pds_store::EventKind;
 
 use crate::service::account::{AccountError, event};
@@ -29,7 +29,8 @@ fn deleted_event(did: &Did) -> pds_store::NewEvent {
 }
 
 /// Deletes `did`: its rows and the `#account` event in one transaction (see the module docs),
-/// then its blob files and its signing key file. `AccountNotFound` if there is no such account.
+/// then its blob files (quarantined ones too) and its signing key file. `AccountNotFound` if
+/// there is no such account.
 pub async fn delete_account(state: &AppState, did: &Did) -> Result<(), AccountError> {
     let store = state.store();
     // No commit of this repository may start while it is being deleted.
@@ -38,13 +39,42 @@ pub async fn delete_account(state: &AppState, did: &Did) -> Result<(), AccountEr
     let cids = store
         .delete_account(did, Some(deleted_event(did)), Utc::now())
         .await?;
+    delete_files(state, did, &cids, &temp_keys).await;
+    Ok(())
+}
+
+/// The scheduled deletion: deletes `did` as [`delete_account`] does only if, inside the
+/// deleting transaction, it is still deactivated with a `delete_after` at or before `now`, so a
+/// reactivation that lands after the job listed the account is never lost. Returns whether it
+/// was deleted.
+pub async fn delete_account_if_due(
+    state: &AppState,
+    did: &Did,
+    now: DateTime<Utc>,
+) -> Result<bool, AccountError> {
+    let store = state.store();
+    let _guard = store.lock_repo(did).await;
+    let temp_keys = store.blob_temp_keys(did).await?;
+    let Some(cids) = store
+        .delete_account_if_due(did, Some(deleted_event(did)), now)
+        .await?
+    else {
+        return Ok(false);
+    };
+    delete_files(state, did, &cids, &temp_keys).await;
+    Ok(true)
+}
+
+/// Deletes a deleted account's files: blobs (`cids`), temporary uploads (`temp_keys`), their
+/// directories and the signing key. Failures are logged (the rows are already gone).
+async fn delete_files(state: &AppState, did: &Did, cids: &[Cid], temp_keys: &[String]) {
     let blobs = state.writer().blobs();
-    for cid in &cids {
+    for cid in cids {
         if let Err(e) = blobs.delete(did, cid).await {
             tracing::warn!(%did, %cid, error = %e, "deleting a blob file of a deleted account");
         }
     }
-    for key in &temp_keys {
+    for key in temp_keys {
         if let Err(e) = blobs.delete_temp(key).await {
             tracing::warn!(%did, error = %e, "deleting a temporary upload of a deleted account");
         }
@@ -55,5 +85,4 @@ pub async fn delete_account(state: &AppState, did: &Did) -> Result<(), AccountEr
     if let Err(e) = state.writer().keys().delete(did) {
         tracing::warn!(%did, error = %e, "deleting the signing key of a deleted account");
     }
-    Ok(())
 }

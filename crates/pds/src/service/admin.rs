@@ -208,7 +208,10 @@ pub async fn update_subject_status(
                 .await?;
         }
         (Subject::Blob { did, cid }, Some(t)) => {
+            // The database first; then the file moves into (or out of) quarantine. A move that
+            // fails here is redone by the jobs and at start-up.
             store.set_blob_takedown(did, cid, t.takedown_ref()).await?;
+            crate::service::blob::settle_quarantine(state, Some(did)).await?;
         }
         (_, None) => {}
     }

@@ -1,12 +1,16 @@
 //! Blob uploads: stream to a temporary file while hashing, enforce the size limit, register
 //! the upload, and settle the file as the store says (see `pds_store::UploadOutcome`).
 //! Promotion to permanent storage on commit happens in the writer.
+//!
+//! Takedowns: a taken-down blob cannot be uploaded again (as the reference), and its file is
+//! moved into quarantine, out of the served location ([`settle_quarantine`]), after the
+//! database records the takedown; lifting it moves the file back.
 
 use atp_data::Cid;
 use atp_data::blob::BlobRef;
 use atp_syntax::Did;
 use futures::{Stream, StreamExt};
-use pds_store::{NewUpload, StoreError, UploadOutcome};
+use pds_store::{BlobStatus, NewUpload, StoreError, UploadOutcome};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -27,6 +31,9 @@ pub enum BlobError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The account already has this blob, taken down.
+    #[error("Blob has been takendown, cannot re-upload")]
+    Takendown,
 }
 
 /// Uploads a blob for `did` from a stream of chunks; returns its reference.
@@ -52,6 +59,11 @@ where
             return Err(e);
         }
     };
+    let known = state.store().get_blob(did, &cid).await?;
+    if known.is_some_and(|b| b.takedown_ref.is_some()) {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(BlobError::Takendown);
+    }
     let upload = NewUpload {
         cid,
         mime_type: mime_type.clone(),
@@ -144,4 +156,46 @@ pub async fn finish_pending_promotions(state: &AppState) -> Result<usize, BlobEr
         }
     }
     Ok(count)
+}
+
+/// Quarantine moves handled per call (the rest waits for the next call).
+const QUARANTINE_BATCH: usize = 1000;
+
+/// Moves the files of taken-down blobs into quarantine and those of blobs no longer taken down
+/// back (of `did`, or of every account), as the database says, then records each move; returns
+/// how many were settled. Each move runs under the account's repository lock and re-reads the
+/// blob there, so it never races a commit or another takedown change, and a move a crash
+/// interrupted is finished by the next call (at start-up, and by the jobs). A failed move is
+/// logged and left for the next call.
+pub async fn settle_quarantine(state: &AppState, did: Option<&Did>) -> Result<usize, StoreError> {
+    let store = state.store();
+    let files = state.writer().blobs();
+    let mut settled = 0;
+    for pending in store
+        .pending_quarantine_moves(did, QUARANTINE_BATCH)
+        .await?
+    {
+        let (did, cid) = (&pending.did, &pending.cid);
+        let _guard = store.lock_repo(did).await;
+        let Some(blob) = store.get_blob(did, cid).await? else {
+            continue;
+        };
+        if blob.status != BlobStatus::Permanent || blob.temp_key.is_some() {
+            continue;
+        }
+        let quarantine = blob.takedown_ref.is_some();
+        match files.set_quarantined(did, cid, quarantine).await {
+            Ok(found) => {
+                if !found {
+                    tracing::warn!(%did, %cid, "a taken-down blob's file is missing");
+                }
+                store.set_blob_quarantined(did, cid, quarantine).await?;
+                settled += 1;
+            }
+            Err(e) => {
+                tracing::warn!(%did, %cid, quarantine, error = %e, "moving a blob file for a takedown failed");
+            }
+        }
+    }
+    Ok(settled)
 }

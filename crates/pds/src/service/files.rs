@@ -1,6 +1,6 @@
 //! Files kept beside the database: account signing keys (`<data>/keys/<did>.key`, hex, 0600)
 //! and blob bytes (`<blobs>/tmp/<key>` until a record references them, then
-//! `<blobs>/<did>/<cid>`).
+//! `<blobs>/<did>/<cid>`, or `<blobs>/quarantine/<did>/<cid>` while the blob is taken down).
 
 use std::path::{Path, PathBuf};
 
@@ -117,6 +117,42 @@ impl BlobFiles {
         self.dir.join(did_file_name(did)).join(cid.to_string())
     }
 
+    /// Where the file of `did`'s taken-down blob `cid` waits, out of the served location.
+    pub fn quarantine_path(&self, did: &Did, cid: &Cid) -> PathBuf {
+        self.dir
+            .join("quarantine")
+            .join(did_file_name(did))
+            .join(cid.to_string())
+    }
+
+    /// Moves the file of `did`'s permanent blob `cid` into quarantine (`quarantine`) or back to
+    /// the served location. Idempotent: a file already where it goes is done; returns `false`
+    /// when the file is in neither place.
+    pub async fn set_quarantined(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        quarantine: bool,
+    ) -> std::io::Result<bool> {
+        let (served, quarantined) = (
+            self.permanent_path(did, cid),
+            self.quarantine_path(did, cid),
+        );
+        let (from, to) = if quarantine {
+            (served, quarantined)
+        } else {
+            (quarantined, served)
+        };
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => tokio::fs::try_exists(&to).await,
+            Err(e) => Err(e),
+        }
+    }
+
     /// Moves a temporary upload to permanent storage.
     pub async fn promote(&self, did: &Did, cid: &Cid, temp_key: &str) -> std::io::Result<()> {
         let to = self.permanent_path(did, cid);
@@ -126,12 +162,20 @@ impl BlobFiles {
         tokio::fs::rename(self.temp_path(temp_key), to).await
     }
 
-    /// Deletes `did`'s directory of permanent blob files if it is empty (missing is fine).
+    /// Deletes `did`'s directories of permanent and quarantined blob files if they are empty
+    /// (missing is fine).
     pub async fn remove_account_dir(&self, did: &Did) -> std::io::Result<()> {
-        match tokio::fs::remove_dir(self.dir.join(did_file_name(did))).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let name = did_file_name(did);
+        for dir in [
+            self.dir.join(&name),
+            self.dir.join("quarantine").join(&name),
+        ] {
+            match tokio::fs::remove_dir(dir).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
     /// Deletes a temporary upload file (missing is fine).
@@ -142,11 +186,17 @@ impl BlobFiles {
         }
     }
 
-    /// Deletes a permanent blob file (missing is fine).
+    /// Deletes a permanent blob's file, served or quarantined (missing is fine).
     pub async fn delete(&self, did: &Did, cid: &Cid) -> std::io::Result<()> {
-        match tokio::fs::remove_file(self.permanent_path(did, cid)).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        for path in [
+            self.permanent_path(did, cid),
+            self.quarantine_path(did, cid),
+        ] {
+            match tokio::fs::remove_file(path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }

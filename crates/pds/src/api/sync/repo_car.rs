@@ -11,7 +11,7 @@ use atp_repo::{ArenaExport, BlockMap, BlockStore, Mst};
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
 
 use super::car_stream::{CAR_MIME, car_response};
-use super::{DidParams, assert_repo_availability};
+use super::{DidParams, Viewer, assert_repo_availability};
 use crate::api::error::XrpcError;
 use crate::api::extract::{XrpcQuery, parse_param};
 use crate::state::AppState;
@@ -34,6 +34,7 @@ fn repo_not_found(did: &Did) -> XrpcError {
 /// before the response starts.
 pub async fn get_repo(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<GetRepoParams>,
 ) -> Result<Response, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
@@ -42,16 +43,17 @@ pub async fn get_repo(
         .as_deref()
         .map(|s| parse_param("since", s))
         .transpose()?;
-    stream_repo(&state, did, since).await
+    stream_repo(&state, &viewer, did, since).await
 }
 
 /// `com.atproto.sync.getCheckout` (deprecated): the whole repository as a CAR, like getRepo.
 pub async fn get_checkout(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<DidParams>,
 ) -> Result<Response, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
-    stream_repo(&state, did, None).await
+    stream_repo(&state, &viewer, did, None).await
 }
 
 /// Most bytes of blocks a full export reads into memory at once (a repository of about 150,000
@@ -62,10 +64,11 @@ static SNAPSHOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 async fn stream_repo(
     state: &AppState,
+    viewer: &Viewer,
     did: Did,
     since: Option<Tid>,
 ) -> Result<Response, XrpcError> {
-    assert_repo_availability(state, &did).await?;
+    assert_repo_availability(state, &did, viewer).await?;
     if since.is_none()
         && let Ok(permit) = SNAPSHOTS.try_acquire()
     {
@@ -118,12 +121,13 @@ pub struct GetRecordParams {
 /// `RecordNotFound`.
 pub async fn get_record(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(p): XrpcQuery<GetRecordParams>,
 ) -> Result<Response, XrpcError> {
     let did: Did = parse_param("did", &p.did)?;
     let collection: Nsid = parse_param("collection", &p.collection)?;
     let rkey: RecordKey = parse_param("rkey", &p.rkey)?;
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let indexed = state.store().get_record(&did, &collection, &rkey).await?;
     if indexed.is_some_and(|r| r.takedown_ref.is_some()) {
         return Err(XrpcError::invalid_request(format!(
@@ -166,6 +170,7 @@ type GetBlocksParams = Vec<(String, String)>;
 /// Any block missing fails the whole request (`BlockNotFound`), as in the reference.
 pub async fn get_blocks(
     State(state): State<AppState>,
+    viewer: Viewer,
     XrpcQuery(pairs): XrpcQuery<GetBlocksParams>,
 ) -> Result<Response, XrpcError> {
     let mut did = None;
@@ -188,7 +193,7 @@ pub async fn get_blocks(
             "Error: Params must have the property \"cids\"",
         ));
     }
-    assert_repo_availability(&state, &did).await?;
+    assert_repo_availability(&state, &did, &viewer).await?;
     let found = state
         .store()
         .block_store(&did)
