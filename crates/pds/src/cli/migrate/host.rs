@@ -263,3 +263,115 @@ pub(crate) fn bad_answer(what: &str) -> XrpcError {
         message: Some(what.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pds::auth::{Claims, sign_jwt};
+    use pds::state::{AppState, Plc, Secrets};
+
+    /// Our server in-process on a loopback port.
+    async fn serve() -> (String, AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = vec![(
+            "PDS_DATA_DIRECTORY".to_owned(),
+            dir.path().to_str().unwrap().to_owned(),
+        )];
+        let (config, _) = pds::config::Config::from_vars(vars).unwrap();
+        let store = pds_store::Store::open(&config.data_dir).unwrap();
+        let secrets = Secrets::load_or_generate(&config).unwrap();
+        let plc = plc_directory::PlcDirectory::open(dir.path().join("plc.sqlite")).unwrap();
+        let state = AppState::new(config, store, secrets, Plc::Embedded(plc), None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = pds::app(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, state, dir)
+    }
+
+    /// `token` with the same claims but expired a minute ago, signed with the server's secret.
+    fn expired(state: &AppState, typ: &str, token: &str) -> String {
+        let payload = token.split('.').nth(1).unwrap();
+        let payload = data_encoding::BASE64URL_NOPAD
+            .decode(payload.as_bytes())
+            .unwrap();
+        let mut claims: Claims = serde_json::from_slice(&payload).unwrap();
+        claims.exp = chrono::Utc::now().timestamp() - 60;
+        sign_jwt(state.secrets().jwt_secret.as_bytes(), typ, &claims)
+    }
+
+    async fn set_tokens(host: &Host, access: String, refresh: String) {
+        *host.tokens.lock().await = Some(Tokens { access, refresh });
+    }
+
+    async fn tokens(host: &Host) -> (String, String) {
+        let guard = host.tokens.lock().await;
+        let t = guard.as_ref().unwrap();
+        (t.access.clone(), t.refresh.clone())
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_renewed_and_the_call_retried() {
+        let (url, state, _dir) = serve().await;
+        let password = Zeroizing::new("hunter22".to_owned());
+        let host = Host::new(
+            "old host",
+            &url,
+            http_client().unwrap(),
+            "alice.test",
+            password,
+        )
+        .unwrap();
+        let created: Value = host
+            .anonymous()
+            .procedure(
+                &method("com.atproto.server.createAccount"),
+                &json!({"handle": "alice.test", "email": "a@example.com", "password": "hunter22"}),
+            )
+            .await
+            .unwrap();
+        let did = created["did"].as_str().unwrap().to_owned();
+        host.login().await.unwrap();
+
+        // An expired access token: refreshed once, then the call goes through.
+        let (access, refresh) = tokens(&host).await;
+        let stale = expired(&state, "at+jwt", &access);
+        set_tokens(&host, stale.clone(), refresh.clone()).await;
+        let me: Value = host
+            .query("com.atproto.server.getSession", &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(me["did"], did.as_str());
+        let (renewed, rotated) = tokens(&host).await;
+        assert_ne!(renewed, stale);
+        assert_ne!(rotated, refresh, "the session was refreshed, not replaced");
+
+        // The refresh token expired too: a new login, then the procedure goes through.
+        let stale_refresh = expired(&state, "refresh+jwt", &rotated);
+        let stale = expired(&state, "at+jwt", &renewed);
+        set_tokens(&host, stale.clone(), stale_refresh.clone()).await;
+        let record: Value = host
+            .procedure(
+                "com.atproto.repo.createRecord",
+                &json!({
+                    "repo": did,
+                    "collection": "app.bsky.feed.post",
+                    "record": {"$type": "app.bsky.feed.post", "text": "after a renewal",
+                               "createdAt": "2026-11-27T00:00:00.000Z"},
+                }),
+            )
+            .await
+            .unwrap();
+        assert!(record["uri"].as_str().unwrap().starts_with("at://"));
+        let (access, refresh) = tokens(&host).await;
+        assert!(access != stale && refresh != stale_refresh);
+
+        // A token that is not expired but invalid is an error, not a renewal.
+        set_tokens(&host, "not.a.token".to_owned(), refresh).await;
+        let err = host
+            .query::<_, Value>("com.atproto.server.getSession", &json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_name(), Some("InvalidToken"));
+    }
+}
