@@ -204,8 +204,268 @@ def seed_did_key():
     return corpus
 
 
+# The jwt target's verifier expects this audience and method, at this time (see jwt.rs).
+JWT_AUD = "did:web:fuzz.example"
+JWT_LXM = "com.atproto.repo.createRecord"
+JWT_NOW = 1_700_000_000
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def compact(value):
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def seed_jwt():
+    """Mode byte, then: 0 the token text; 1 header JSON ‖ 0x00 ‖ payload JSON (the target signs
+    it; bit 7 of the mode byte picks p256 over k256); 2 bytes the target turns into claims."""
+    corpus = Corpus("jwt")
+    iss = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+    base = {"iat": JWT_NOW - 10, "iss": iss, "aud": JWT_AUD, "exp": JWT_NOW + 60, "lxm": JWT_LXM, "jti": "0123456789abcdef"}
+    payloads = [
+        base,
+        {k: v for k, v in base.items() if k != "lxm"},
+        {k: v for k, v in base.items() if k not in ("iat", "jti")},
+        {**base, "iss": iss + "#atproto_labeler"},
+        {**base, "iss": iss + "#"},
+        {**base, "iss": "alice.example.com"},
+        {**base, "aud": JWT_AUD + "#atproto_pds"},
+        {**base, "aud": "did:web:other.example"},
+        {**base, "exp": JWT_NOW},
+        {**base, "exp": JWT_NOW - 1},
+        {**base, "exp": JWT_NOW + 0.5},
+        {**base, "exp": 1e300},
+        {**base, "exp": str(JWT_NOW + 60)},
+        {**base, "lxm": None},
+        {**base, "lxm": 7},
+        {**base, "lxm": "com.atproto.repo.deleteRecord"},
+    ]
+    headers = [
+        {"typ": "JWT", "alg": "ES256K"},
+        {"typ": "JWT", "alg": "ES256"},
+        {"alg": "ES256K"},
+        {"typ": "at+jwt", "alg": "ES256K"},
+        {"typ": "refresh+jwt", "alg": "ES256K"},
+        {"typ": "dpop+jwt", "alg": "ES256"},
+        {"typ": "JWT", "alg": "HS256"},
+        {"typ": "JWT", "alg": "none"},
+        {"typ": "JWT"},
+    ]
+    for curve_bit, header in ((0x00, headers[0]), (0x80, headers[1])):
+        for payload in payloads:
+            corpus.add(bytes([1 | curve_bit]) + compact(header) + b"\0" + compact(payload))
+            corpus.add(bytes([1 | curve_bit]) + compact(payload))
+    for header in headers[2:]:
+        corpus.add(b"\x01" + compact(header) + b"\0" + compact(base))
+        corpus.add(b"\x81" + compact(header) + b"\0" + compact(base))
+    for header in headers:
+        for payload in payloads[:4]:
+            token = f"{b64url(compact(header))}.{b64url(compact(payload))}.{b64url(bytes(range(64)))}"
+            corpus.add(b"\x00" + token.encode("ascii"))
+    for token in ("", ".", "..", "a.b.c", "a.b.c.d", "e30.e30.", "e30=.e30==.AA=="):
+        corpus.add(b"\x00" + token.encode("ascii"))
+    for mode in (b"\x02", b"\x82"):
+        corpus.add(mode + bytes(range(64)))
+        corpus.add(mode + b"\x01" * 32)
+    return corpus
+
+
+def seed_lexicon():
+    """Mode byte, then: 0 a Lexicon document (optionally ‖ 0x00 ‖ a JSON value); 1 atproto JSON;
+    2 DAG-CBOR; 3 a query string."""
+    corpus = Corpus("lexicon")
+    docs = sorted(glob.glob(os.path.join(FUZZ, "..", "lexicons", "**", "*.json"), recursive=True))
+    docs += sorted(glob.glob(vec("lexicon", "catalog", "*.json")))
+    for path in docs:
+        with open(path, "rb") as f:
+            corpus.add(b"\x00" + f.read())
+    for name in ("lexicon-valid.json", "lexicon-invalid.json"):
+        for case in load_json("lexicon", name):
+            corpus.add(b"\x00" + compact(case["lexicon"]))
+    records = [case["data"] for case in load_json("lexicon", "record-data-valid.json")]
+    records += [
+        {"$type": "app.bsky.feed.post", "text": "hello 👋 world", "createdAt": "2023-11-14T22:13:20.000Z", "langs": ["en"],
+         "facets": [{"index": {"byteStart": 0, "byteEnd": 5}, "features": [{"$type": "app.bsky.richtext.facet#link", "uri": "https://example.com"}]}],
+         "reply": {"root": {"uri": "at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.post/3jzfcijpj2z2a", "cid": "bafyreidfayvfuwqa7qlnopdjiqrxzs6blmoeu4rujcjtnci5beludirz2a"},
+                   "parent": {"uri": "at://did:plc:ewvi7nxzyoun6zhxrhs64oiz/app.bsky.feed.post/3jzfcijpj2z2a", "cid": "bafyreidfayvfuwqa7qlnopdjiqrxzs6blmoeu4rujcjtnci5beludirz2a"}},
+         "embed": {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": {"$type": "blob", "ref": {"$link": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}, "mimeType": "image/png", "size": 1000},
+                                                                  "aspectRatio": {"width": 1, "height": 2}}]}},
+        {"$type": "app.bsky.actor.profile", "displayName": "Alice", "description": "x" * 300,
+         "avatar": {"$type": "blob", "ref": {"$link": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}, "mimeType": "image/jpeg", "size": 100},
+         "labels": {"$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "!no-unauthenticated"}]}},
+        {"repo": "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "collection": "app.bsky.feed.post", "rkey": "3jzfcijpj2z2a", "validate": True,
+         "record": {"$type": "app.bsky.feed.post", "text": "hi", "createdAt": "2023-11-14T22:13:20Z"}},
+        {"repo": "alice.test", "writes": [{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": {"text": "x"}},
+                                          {"$type": "com.atproto.repo.applyWrites#delete", "collection": "app.bsky.feed.post", "rkey": "self"}]},
+        {"handle": "alice.test", "email": "a@example.com", "password": "hunter2", "inviteCode": "x-y"},
+        {"preferences": [{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": False}]},
+    ]
+    for record in records:
+        corpus.add(b"\x01" + compact(record))
+    for path in sorted(glob.glob(vec("extra", "indigo", "atproto", "repo", "testdata", "firehose_commit_*.json")))[:2]:
+        with open(path, "rb") as f:
+            corpus.add(b"\x01" + f.read())
+    with open(vec("extra", "indigo", "testing", "testdata", "feedpost_record.cbor"), "rb") as f:
+        corpus.add(b"\x02" + f.read())
+    with open(vec("extra", "indigo", "testing", "testdata", "greenground.repo.car"), "rb") as f:
+        for cid, block in car_sections(f.read())[1][:400]:
+            if cid[1] == 0x71 and (b"app.bsky." in block):
+                corpus.add(b"\x02" + block)
+    for query in (
+        "repo=did:plc:ewvi7nxzyoun6zhxrhs64oiz&collection=app.bsky.feed.post&limit=50&reverse=true&cursor=3jzfcijpj2z2a",
+        "repo=alice.test&collection=app.bsky.feed.post&rkey=self&cid=bafyreidfayvfuwqa7qlnopdjiqrxzs6blmoeu4rujcjtnci5beludirz2a",
+        "did=did:plc:ewvi7nxzyoun6zhxrhs64oiz&since=3jzfcijpj2z2a",
+        "limit=1001&cursor=abc", "limit=-1", "limit=1e3",
+        "actor=alice.test&filter=posts_with_media&includePins=false&limit=100",
+        "nsid=app.bsky.feed.post", "nsid=..",
+    ):
+        corpus.add(b"\x03" + query.encode("utf-8"))
+    return corpus
+
+
+def cbor_head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
+    raise ValueError(n)
+
+
+class Link(bytes):
+    """A CID (binary form) to be encoded as a DAG-CBOR link."""
+
+
+def cbor(value):
+    """Minimal DAG-CBOR encoder: None, int >= 0, str, bytes, Link, list, dict (keys sorted)."""
+    if value is None:
+        return b"\xf6"
+    if isinstance(value, Link):
+        return b"\xd8\x2a" + cbor_head(2, len(value) + 1) + b"\0" + value
+    if isinstance(value, bytes):
+        return cbor_head(2, len(value)) + value
+    if isinstance(value, int):
+        return cbor_head(0, value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        return cbor_head(3, len(raw)) + raw
+    if isinstance(value, list):
+        return cbor_head(4, len(value)) + b"".join(cbor(v) for v in value)
+    keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+    return cbor_head(5, len(keys)) + b"".join(cbor(k) + cbor(value[k]) for k in keys)
+
+
+def cid_of(block):
+    return Link(b"\x01\x71\x12\x20" + hashlib.sha256(block).digest())
+
+
+def mst_height(key):
+    digest, zeros = hashlib.sha256(key.encode()).digest(), 0
+    for byte in digest:
+        if byte:
+            zeros += (8 - byte.bit_length())
+            break
+        zeros += 8
+    return zeros // 2
+
+
+def build_mst(items, height, blocks):
+    """items: sorted [(key, height, value Link)]; appends node blocks (parent first) to blocks."""
+    def subtree(gap):
+        return build_mst(gap, height - 1, blocks) if gap and height > 0 else None
+    slot = len(blocks)
+    blocks.append(None)
+    entries, gap, left, prev_key = [], [], None, b""
+    for key, h, value in items:
+        if h < height:
+            gap.append((key, h, value))
+            continue
+        sub = subtree(gap)
+        if entries:
+            entries[-1]["t"] = sub
+        else:
+            left = sub
+        gap = []
+        raw = key.encode()
+        prefix = len(os.path.commonprefix([prev_key, raw]))
+        entries.append({"k": raw[prefix:], "p": prefix, "t": None, "v": value})
+        prev_key = raw
+    sub = subtree(gap)
+    if entries:
+        entries[-1]["t"] = sub
+    else:
+        left = sub
+    block = cbor({"e": entries, "l": left})
+    blocks[slot] = block
+    return cid_of(block)
+
+
+def repo_car(keys):
+    """A version 3 repository CAR (zero signature: the repo_verify target re-signs it) whose keys all
+    point at two records."""
+    records = [cbor({"$type": "app.bsky.feed.post", "text": f"post {i}", "createdAt": "2023-11-14T22:13:20.000Z"}) for i in range(2)]
+    items = sorted((k, mst_height(k), cid_of(records[i % 2])) for i, k in enumerate(keys))
+    nodes = []
+    root = build_mst(items, max(h for _, h, _ in items), nodes)
+    commit = cbor({"did": "did:plc:ewvi7nxzyoun6zhxrhs64oiz", "rev": "3jzfcijpj2z2a", "sig": bytes(64), "data": root, "prev": None, "version": 3})
+    commit_cid = cid_of(commit)
+    out = bytearray()
+    header = cbor({"roots": [commit_cid], "version": 1})
+    out += varint_bytes(len(header)) + header
+    for block in [commit, *nodes, *records]:
+        section = cid_of(block) + block
+        out += varint_bytes(len(section)) + section
+    return bytes(out)
+
+
+def varint_bytes(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def generated_repos():
+    """Repositories the vectors lack: many records (several layers), one wide node (every key at
+    height 0), and a deep narrow tree (one key per height 0..5, so empty layers are skipped)."""
+    keys = [f"app.bsky.feed.{c}/3k{i:011d}" for i in range(120) for c in ("post", "like")][:150]
+    yield repo_car(keys)
+    wide, i = [], 0
+    while len(wide) < 150:
+        key = f"app.bsky.graph.follow/3k{i:011d}"
+        if mst_height(key) == 0:
+            wide.append(key)
+        i += 1
+    yield repo_car(wide)
+    deep, i, want = [], 0, set(range(6))
+    while want:
+        key = f"com.example.record/{i:013d}"
+        if mst_height(key) in want:
+            want.discard(mst_height(key))
+            deep.append(key)
+        i += 1
+    yield repo_car(deep)
+
+
+def seed_repo_verify():
+    """Mode byte, then a CAR: 0 as is; 1 rehashed and re-signed by the target."""
+    corpus = Corpus("repo_verify")
+    for data in car_files():
+        if len(data) <= 1 << 20:
+            corpus.add(b"\x00" + data)
+            corpus.add(b"\x01" + data)
+    for data in generated_repos():
+        corpus.add(b"\x00" + data)
+        corpus.add(b"\x01" + data)
+    return corpus
+
+
 def main():
-    corpora = [*seed_car_and_cbor(), seed_json(), seed_syntax(), seed_did_key()]
+    corpora = [*seed_car_and_cbor(), seed_json(), seed_syntax(), seed_did_key(), seed_jwt(), seed_lexicon(), seed_repo_verify()]
     for corpus in corpora:
         files = len(os.listdir(corpus.dir))
         print(f"{os.path.relpath(corpus.dir, FUZZ)}: {corpus.count} seeds offered, {files} files")
