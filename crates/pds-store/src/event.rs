@@ -145,6 +145,19 @@ pub(crate) fn append(
     Ok(seq)
 }
 
+fn read_events_after(
+    conn: &Connection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, did, kind, body, time FROM event
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit], event_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: row.get(0)?,
@@ -199,14 +212,22 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db()
-            .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT seq, did, kind, body, time FROM event
-                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![after, limit], event_from_row)?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
+            .read(move |conn| read_events_after(conn, after, limit))
+            .await
+    }
+
+    /// Like [`Store::events_after`] for a few events (keep `limit` small: the read runs on the
+    /// calling thread when it can), on a connection that does not map the database file: for
+    /// the firehose fan-out, which reads the events committed since its last read after every
+    /// commit (a mapped connection would drop and rebuild its mapping each time).
+    pub async fn new_events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db()
+            .read_quick(move |conn| read_events_after(conn, after, limit))
             .await
     }
 

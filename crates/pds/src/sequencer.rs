@@ -39,8 +39,8 @@ use tokio::sync::{OnceCell, broadcast};
 pub const BROADCAST_CAPACITY: usize = 2048;
 /// Events read from the log per query (what one replaying subscriber holds at most).
 const PAGE: usize = 256;
-/// Events the fan-out reads from the log per query.
-const FAN_OUT_PAGE: usize = 1000;
+/// Events the fan-out reads from the log per query (on the calling thread: a few at a time).
+const FAN_OUT_PAGE: usize = 64;
 /// Most frames kept in the recent window.
 pub const RECENT_FRAMES: usize = 16_384;
 /// Most bytes kept in the recent window.
@@ -350,7 +350,7 @@ async fn fan_out(
     loop {
         let head = *watch.borrow_and_update();
         while head > last {
-            let page = match store.events_after(last, FAN_OUT_PAGE).await {
+            let page = match store.new_events_after(last, FAN_OUT_PAGE).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(error = %e, "firehose: reading the event log failed");

@@ -5,7 +5,7 @@
 //
 //   node bench/server.mjs <our url|spawn:<pds binary>> <ref url|spawn>
 //        [--duration 10] [--warmup 2] [--clients 8] [--batch 200] [--read-conns 16]
-//        [--read-threads 1] [--wrk wrk] [--only ours|ref]
+//        [--read-threads 1] [--wrk wrk] [--only ours|ref] [--metrics seq,c8,apply,get,rss]
 //
 // `spawn:<binary>` starts `<binary> serve` (PDS_DEV_MODE=true: loopback listener, http URL;
 // the embedded PLC directory runs in the same process, so it counts in our memory) over a fresh
@@ -20,6 +20,8 @@
 //   getRecord          `--read-conns` connections reading records (public, no auth); reads/s
 //   rss.idle           resident memory after start-up, before any request (VmRSS)
 //   rss.after          resident memory after the run; rss.peak is the high-water mark (VmHWM)
+// `--metrics` measures only the listed figures (default: all; `rss` is rss.idle and rss.after),
+// e.g. `--only ours --metrics seq,rss` to iterate on our sequential createRecord and idle memory.
 // Every request must succeed: any non-2xx or socket error fails the run. Each figure is printed
 // with the 1-minute load average when it was taken and the server's CPU use during it (cores).
 // The disk's flush cost (write + fdatasync) is measured before and after: our server fsyncs
@@ -46,6 +48,13 @@ const READ_CONNS = Number(opt['read-conns'] ?? 16)
 const READ_THREADS = Number(opt['read-threads'] ?? 1)
 const WRK = opt.wrk ?? 'wrk'
 const ONLY = opt.only ?? null
+const METRICS = new Set((opt.metrics ?? 'seq,c8,apply,get,rss').split(','))
+for (const m of METRICS) {
+  if (!['seq', 'c8', 'apply', 'get', 'rss'].includes(m)) {
+    console.error(`bench: unknown metric '${m}' (known: seq, c8, apply, get, rss)`)
+    process.exit(2)
+  }
+}
 const CLK_TCK = 100 // /proc/<pid>/stat ticks per second on Linux
 
 if (spawnSync(WRK, ['--version']).error) {
@@ -196,27 +205,27 @@ try {
   console.log(`# duration ${DURATION} s per figure after ${WARMUP} s warm-up; clients ${CLIENTS}; batch ${BATCH}`)
   reportFsync('before')
   await sleep(3000) // let both settle after start-up
-  for (const [who, s] of Object.entries(servers)) report('rss.idle', who, memory(s.pid).rss, 'MB')
+  if (METRICS.has('rss')) for (const [who, s] of Object.entries(servers)) report('rss.idle', who, memory(s.pid).rss, 'MB')
   const acc = {}
   for (const [who, s] of Object.entries(servers)) acc[who] = await prepare(s)
   const each = async (fn) => {
     for (const [who, s] of Object.entries(servers)) await fn(who, s, acc[who])
   }
-  await each((who, s, a) =>
+  if (METRICS.has('seq')) await each((who, s, a) =>
     measure(who, s, 'createRecord.seq', 'commits/s', 'create_record.lua', {
       threads: 1,
       conns: 1,
       args: [a.seq.did, a.seq.token],
     }),
   )
-  await each((who, s, a) =>
+  if (METRICS.has('c8')) await each((who, s, a) =>
     measure(who, s, `createRecord.c${CLIENTS}`, 'commits/s', 'create_record.lua', {
       threads: CLIENTS,
       conns: CLIENTS,
       args: a.many.flatMap((x) => [x.did, x.token]),
     }),
   )
-  await each((who, s, a) =>
+  if (METRICS.has('apply')) await each((who, s, a) =>
     measure(
       who,
       s,
@@ -227,7 +236,7 @@ try {
       BATCH,
     ),
   )
-  await each((who, s, a) =>
+  if (METRICS.has('get')) await each((who, s, a) =>
     measure(who, s, 'getRecord', 'reads/s', 'get_record.lua', {
       threads: READ_THREADS,
       conns: READ_CONNS,
@@ -237,6 +246,7 @@ try {
   reportFsync('after')
   await sleep(3000)
   for (const [who, s] of Object.entries(servers)) {
+    if (!METRICS.has('rss')) break
     const m = memory(s.pid)
     report('rss.after', who, m.rss, 'MB')
     report('rss.peak', who, m.hwm, 'MB')
