@@ -206,7 +206,7 @@ fn check(state: &AppState, typ: &str, parts: &Parts) -> Result<Claims, XrpcError
     let token = bearer(parts)?;
     let now = chrono::Utc::now().timestamp();
     // As the reference: 400 `ExpiredToken` for an expired token (the official clients refresh
-    // their session on that name and no other), 400 `InvalidToken` for anything else.
+    // their session on that name or a 401), 400 `InvalidToken` for anything else.
     let claims =
         verify_jwt(state.secrets().jwt_secret.as_bytes(), typ, token, now).map_err(|refusal| {
             match refusal {

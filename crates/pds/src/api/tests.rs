@@ -356,7 +356,8 @@ fn expired_token(h: &Harness, typ: &str, scope: &str, did: &str) -> String {
 async fn expired_tokens_are_named_expired_and_forged_ones_invalid() {
     let h = harness();
     let (did, _, _) = h.alice().await;
-    // The official clients refresh their session on `ExpiredToken` (400) and only on that.
+    // The official clients refresh their session on a 401 or a 400 `ExpiredToken`, not on
+    // a 400 `InvalidToken`.
     let access = expired_token(&h, "at+jwt", "com.atproto.access", &did);
     let (status, body) = h
         .call(
