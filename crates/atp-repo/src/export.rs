@@ -21,9 +21,10 @@
 //! [`ArenaExport::plan`] walks and checks the tree first, without writing, so a broken repository
 //! is refused before the first byte goes out; [`ArenaExport::write`] then only copies bytes.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use atp_data::Cid;
 use atp_data::car::{CarError, CarWriter};
@@ -33,6 +34,11 @@ use crate::blockstore::{BlockStore, StoreError};
 use crate::commit::SignedCommit;
 use crate::traverse::{ScannedNode, Traversal, Visit, decode_node, scan_canonical, scan_node};
 use crate::verify::{BlockKind, VerifyError, load_commit};
+
+mod arena;
+
+use arena::BlockId;
+pub use arena::{ArenaPart, BlockArena};
 
 /// Blocks per [`BlockStore::blocks_since_page`] call.
 const SINCE_PAGE: usize = 1000;
@@ -140,170 +146,37 @@ pub async fn export_car_since<S: BlockStore, W: Write>(
     Ok((out, stats))
 }
 
-/// The hash of a binary CID in a [`BlockArena`]: its last eight bytes (the end of its digest,
-/// already uniformly random).
-#[derive(Debug, Default, Clone, Copy)]
-struct TailHasher(u64);
-
-impl Hasher for TailHasher {
-    fn write(&mut self, _: &[u8]) {}
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = i;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-fn tail(cid: &[u8]) -> u64 {
-    let mut word = [0; 8];
-    let n = cid.len().min(8);
-    word[8 - n..].copy_from_slice(&cid[cid.len() - n..]);
-    u64::from_le_bytes(word)
-}
-
-/// Blocks held in one buffer, looked up by binary CID: a whole repository read at once for
-/// [`ArenaExport`]. Each block is kept as its CID's bytes followed by its own, ready to be
-/// written as a CAR section. A CID added twice keeps its first bytes.
-#[derive(Debug, Default)]
-pub struct BlockArena {
-    data: Vec<u8>,
-    /// By the tail of the binary CID (see [`tail`]); CIDs whose tails collide go to `overflow`.
-    index: HashMap<u64, Slot, BuildHasherDefault<TailHasher>>,
-    overflow: HashMap<Vec<u8>, Slot>,
-}
-
-/// A block of a [`BlockArena`]: its number (in insertion order), and where it sits in the
-/// buffer: its CID's bytes, then the block.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    start: usize,
-    len: u32,
-    cid_len: u16,
-    id: u32,
-}
-
-impl Slot {
-    fn cid<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        data.get(self.start..self.start + usize::from(self.cid_len))
-            .unwrap_or_default()
-    }
-
-    fn block<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        let start = self.start + usize::from(self.cid_len);
-        data.get(start..start + self.len as usize)
-            .unwrap_or_default()
-    }
-
-    /// The CID's bytes followed by the block's.
-    fn section<'a>(&self, data: &'a [u8]) -> &'a [u8] {
-        let end = self.start + usize::from(self.cid_len) + self.len as usize;
-        data.get(self.start..end).unwrap_or_default()
-    }
-}
-
-impl BlockArena {
-    /// An empty arena.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An empty arena with room for `blocks` blocks of `bytes` bytes in all.
-    pub fn with_capacity(blocks: usize, bytes: usize) -> Self {
-        BlockArena {
-            data: Vec::with_capacity(bytes + blocks * 36),
-            index: HashMap::with_capacity_and_hasher(blocks, BuildHasherDefault::default()),
-            overflow: HashMap::new(),
-        }
-    }
-
-    /// Adds a block (its bytes are not checked against the CID here; the export checks the
-    /// commit and every MST node, and trusts record blocks as [`Traversal`] does).
-    pub fn insert(&mut self, cid: &Cid, bytes: &[u8]) {
-        self.insert_raw(&cid.to_bytes(), bytes);
-    }
-
-    /// Adds a block by its CID's binary form as stored by a block store, which must be the
-    /// canonical one (`Cid::to_bytes`): it is not parsed again. Blocks of 4 GiB or more are not
-    /// kept.
-    pub fn insert_raw(&mut self, cid: &[u8], bytes: &[u8]) {
-        let (Ok(cid_len), Ok(len), Ok(id)) = (
-            u16::try_from(cid.len()),
-            u32::try_from(bytes.len()),
-            u32::try_from(self.len()),
-        ) else {
-            return;
-        };
-        if cid.is_empty() || self.find_raw(cid).is_some() {
-            return;
-        }
-        let slot = Slot {
-            start: self.data.len(),
-            len,
-            cid_len,
-            id,
-        };
-        self.data.extend_from_slice(cid);
-        self.data.extend_from_slice(bytes);
-        match self.index.entry(tail(cid)) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(slot);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.overflow.insert(cid.to_vec(), slot);
-            }
-        }
-    }
-
-    /// The block with this binary CID.
-    fn find_raw(&self, cid: &[u8]) -> Option<Slot> {
-        if cid.is_empty() {
-            return None;
-        }
-        let slot = *self.index.get(&tail(cid))?;
-        if slot.cid(&self.data) == cid {
-            return Some(slot);
-        }
-        self.overflow.get(cid).copied()
-    }
-
-    /// The bytes of a block.
-    pub fn get(&self, cid: &Cid) -> Option<&[u8]> {
-        Some(self.find_raw(&cid.to_bytes())?.block(&self.data))
-    }
-
-    /// Number of blocks.
-    pub fn len(&self) -> usize {
-        self.index.len() + self.overflow.len()
-    }
-
-    /// Whether there is no block.
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    /// Total bytes of the blocks with their CIDs.
-    pub fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
 /// A checked full export of a repository held in a [`BlockArena`]: the CAR's blocks in the
 /// order of [`export_car`] (commit, then nodes and records in walk order), each block once.
+///
+/// Large trees are walked on up to four threads: the top of the tree is opened into subtrees
+/// (at least 32 of them, when it has that many); the calling thread takes
+/// them from the front, walking each straight into the output, while helper threads take them
+/// from the back into lists the calling thread copies out when it gets there. The key order
+/// across subtrees is checked, and repeated blocks dropped, as the pieces are joined, so the
+/// CAR, and the error reported for a broken repository, are those of a walk on one thread.
 #[derive(Debug)]
 pub struct ArenaExport {
     commit: Cid,
     /// The blocks, in CAR order.
-    order: Vec<Slot>,
+    order: Vec<BlockId>,
     stats: ExportStats,
 }
+
+/// Blocks from which [`ArenaExport::plan`] splits the walk across threads.
+const PARALLEL_MIN_BLOCKS: usize = 2048;
+/// Subtrees the top of the tree is opened into, at least (when it has that many), so that
+/// threads taking them in turn finish together.
+const MIN_TASKS: usize = 32;
+/// Levels of the tree opened at most before the walk is split.
+const MAX_OPEN_LEVELS: usize = 8;
+/// Most threads one plan uses.
+const MAX_THREADS: usize = 4;
 
 /// A link the walk will follow: a block of the arena, or a CID it lacks.
 #[derive(Debug, Clone, Copy)]
 enum Target {
-    Found(Slot),
+    Found(BlockId),
     Missing(Cid),
 }
 
@@ -316,14 +189,32 @@ enum Step {
     },
     Record {
         target: Target,
-        node: Slot,
-        key: std::ops::Range<usize>,
+        node: BlockId,
+        key: Range<usize>,
     },
 }
 
+/// An entry of an opened node, in walk order: a subtree, or a record whose key sits at `key` in
+/// the node's keys.
+enum Child {
+    Subtree(Target, Option<u8>),
+    Record(Target, Range<usize>),
+}
+
+/// Buffers reused from node to node.
+#[derive(Default)]
+struct Scratch {
+    node: ScannedNode,
+    children: Vec<Child>,
+    /// The node's links in walk order, and what they resolved to.
+    links: Vec<Range<usize>>,
+    firsts: Vec<(usize, u64)>,
+    found: Vec<Option<BlockId>>,
+}
+
 /// The CID of an arena block, for messages and the slow paths.
-fn cid_of(arena: &BlockArena, slot: Slot) -> Result<Cid, VerifyError> {
-    atp_data::cid::from_bytes(slot.cid(&arena.data)).map_err(|e| {
+fn cid_of(arena: &BlockArena, id: BlockId) -> Result<Cid, VerifyError> {
+    atp_data::cid::from_bytes(arena.cid_bytes(id)).map_err(|e| {
         VerifyError::Store(StoreError::Backend {
             message: format!("a stored CID is invalid: {e}"),
         })
@@ -343,12 +234,12 @@ fn plain_node_cid(raw: &[u8]) -> Option<&[u8]> {
 /// and canonical bytes, else the strict decoder for the precise error.
 fn read_node(
     arena: &BlockArena,
-    id: Slot,
+    id: BlockId,
     height: Option<u8>,
     node: &mut ScannedNode,
 ) -> Result<(), VerifyError> {
-    let bytes = id.block(&arena.data);
-    if let Some(digest) = plain_node_cid(id.cid(&arena.data)) {
+    let bytes = arena.block(id);
+    if let Some(digest) = plain_node_cid(arena.cid_bytes(id)) {
         use sha2::Digest;
         if sha2::Sha256::digest(bytes)[..] != *digest {
             return Err(VerifyError::HashMismatch {
@@ -367,22 +258,19 @@ fn read_node(
     scan_node(&cid, bytes, height, node)
 }
 
-/// Resolves a link of the node `id`: a block of the arena, or a valid CID it lacks; a link that
-/// is not a CID makes the node invalid (the strict decoder says why).
-fn resolve(
+/// A link of the node `id` that is not in the arena: a valid CID it lacks; a link that is not
+/// a CID makes the node invalid (the strict decoder says why).
+fn missing(
     arena: &BlockArena,
     raw: &[u8],
-    id: Slot,
+    id: BlockId,
     height: Option<u8>,
 ) -> Result<Target, VerifyError> {
-    if let Some(found) = arena.find_raw(raw) {
-        return Ok(Target::Found(found));
-    }
     match atp_data::cid::from_bytes(raw) {
         Ok(cid) => Ok(Target::Missing(cid)),
         Err(e) => {
             let cid = cid_of(arena, id)?;
-            decode_node(&cid, id.block(&arena.data).to_vec(), height)?;
+            decode_node(&cid, arena.block(id).to_vec(), height)?;
             Err(VerifyError::BadMstNode {
                 cid,
                 reason: format!("invalid CID link: {e}").into(),
@@ -391,138 +279,663 @@ fn resolve(
     }
 }
 
-impl ArenaExport {
-    /// Walks the tree of the commit `commit` through `arena` and checks it as [`export_car`]
-    /// does (commit block, node hashes and canonical form, key order within and across nodes,
-    /// every block present), without writing anything.
-    pub fn plan(arena: &BlockArena, commit: &Cid) -> Result<ArenaExport, ExportError> {
-        let commit_id = arena
-            .find_raw(&commit.to_bytes())
-            .ok_or(VerifyError::MissingBlock {
-                cid: *commit,
-                kind: BlockKind::Commit,
-            })?;
-        let signed = check_commit(commit, commit_id.block(&arena.data))?;
-        let mut order = Vec::with_capacity(arena.len());
-        let mut written = vec![false; arena.len()];
-        // Whether the block is new to the CAR (and now part of it).
-        let mut first = |slot: Slot| {
-            written
-                .get_mut(slot.id as usize)
-                .is_some_and(|w| !std::mem::replace(w, true))
-        };
-        first(commit_id);
-        order.push(commit_id);
-        let mut stats = ExportStats {
-            blocks: 1,
-            ..ExportStats::default()
-        };
-        // Keys of pending records, as a stack: a record's key is the last one pushed when the
-        // record is popped (everything pushed after it was popped before it).
-        let mut keys: Vec<u8> = Vec::with_capacity(4096);
-        let mut last_key: Vec<u8> = Vec::with_capacity(256);
-        let mut have_last = false;
-        let mut node = ScannedNode::default();
-        let root = *signed.data();
-        let mut stack = vec![Step::Node {
-            target: match arena.find_raw(&root.to_bytes()) {
-                Some(id) => Target::Found(id),
-                None => Target::Missing(root),
-            },
-            height: None,
-        }];
-        while let Some(step) = stack.pop() {
-            match step {
-                Step::Node { target, height } => {
-                    let id = match target {
-                        Target::Found(id) => id,
-                        Target::Missing(cid) => {
-                            return Err(VerifyError::MissingBlock {
-                                cid,
-                                kind: BlockKind::MstNode,
-                            }
-                            .into());
-                        }
-                    };
-                    read_node(arena, id, height, &mut node)?;
-                    stats.mst_nodes += 1;
-                    if first(id) {
-                        order.push(id);
-                        stats.blocks += 1;
-                    }
-                    // Push so that they pop in walk order: left subtree, then each record and
-                    // the subtree after it.
-                    let child = node.height.checked_sub(1);
-                    for (key, value, right) in node.entries.iter().rev() {
-                        if let Some(sub) = right {
-                            stack.push(Step::Node {
-                                target: resolve(arena, &node.cids[sub.clone()], id, height)?,
-                                height: child,
-                            });
-                        }
-                        let start = keys.len();
-                        keys.extend_from_slice(&node.keys[key.clone()]);
-                        stack.push(Step::Record {
-                            target: resolve(arena, &node.cids[value.clone()], id, height)?,
-                            node: id,
-                            key: start..keys.len(),
-                        });
-                    }
-                    if let Some(sub) = &node.left {
-                        stack.push(Step::Node {
-                            target: resolve(arena, &node.cids[sub.clone()], id, height)?,
-                            height: child,
-                        });
-                    }
-                }
-                Step::Record {
-                    target,
-                    node: parent,
-                    key,
-                } => {
-                    let this = &keys[key.clone()];
-                    if have_last && this <= last_key.as_slice() {
-                        return Err(VerifyError::BadMstOrder {
-                            cid: cid_of(arena, parent)?,
-                            reason: format!(
-                                "key {:?} does not sort after the previous key {:?}",
-                                String::from_utf8_lossy(this),
-                                String::from_utf8_lossy(&last_key)
-                            )
-                            .into(),
+/// Reads and checks the node `id` (expected at `height`, if known) into `scratch`: its keys in
+/// `scratch.node`, its left subtree, records and right subtrees in `scratch.children`.
+fn open_node(
+    arena: &BlockArena,
+    id: BlockId,
+    height: Option<u8>,
+    scratch: &mut Scratch,
+) -> Result<(), VerifyError> {
+    let Scratch {
+        node,
+        children,
+        links,
+        firsts,
+        found,
+    } = scratch;
+    read_node(arena, id, height, node)?;
+    // The links in walk order: left, then each value and the subtree after it.
+    links.clear();
+    links.extend(node.left.clone());
+    for (_, value, right) in &node.entries {
+        links.push(value.clone());
+        links.extend(right.clone());
+    }
+    arena.find_many(&node.cids, links, firsts, found);
+    let mut targets = links
+        .iter()
+        .zip(found.iter())
+        .map(|(link, found)| match found {
+            Some(block) => Ok(Target::Found(*block)),
+            None => missing(arena, &node.cids[link.clone()], id, height),
+        });
+    let mut next = || {
+        targets.next().unwrap_or_else(|| {
+            Err(VerifyError::Store(StoreError::Backend {
+                message: "export: a link was not resolved".to_owned(),
+            }))
+        })
+    };
+    children.clear();
+    let child = node.height.checked_sub(1);
+    if node.left.is_some() {
+        children.push(Child::Subtree(next()?, child));
+    }
+    for (key, _, right) in &node.entries {
+        children.push(Child::Record(next()?, key.clone()));
+        if right.is_some() {
+            children.push(Child::Subtree(next()?, child));
+        }
+    }
+    Ok(())
+}
+
+/// Where a walk puts what it finds, in walk order.
+trait Sink {
+    /// A node, read and checked.
+    fn node(&mut self, arena: &BlockArena, id: BlockId) -> Result<(), ExportError>;
+    /// A record of the node `node` under `key`.
+    fn record(
+        &mut self,
+        arena: &BlockArena,
+        key: &[u8],
+        node: BlockId,
+        target: Target,
+    ) -> Result<(), ExportError>;
+}
+
+/// What the walk of one subtree produced, kept for later.
+#[derive(Default)]
+struct Walked {
+    /// Its blocks in walk order (a record block once per key).
+    order: Vec<BlockId>,
+    mst_nodes: u64,
+    records: u64,
+    /// The first record's key, and the node holding it.
+    first: Option<(Vec<u8>, BlockId)>,
+    /// The last record's key.
+    last_key: Vec<u8>,
+}
+
+impl Sink for Walked {
+    fn node(&mut self, _: &BlockArena, id: BlockId) -> Result<(), ExportError> {
+        self.mst_nodes += 1;
+        self.order.push(id);
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        arena: &BlockArena,
+        key: &[u8],
+        node: BlockId,
+        target: Target,
+    ) -> Result<(), ExportError> {
+        if self.first.is_none() {
+            self.first = Some((key.to_vec(), node));
+        } else if key <= self.last_key.as_slice() {
+            return Err(out_of_order(arena, node, key, &self.last_key).into());
+        }
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.records += 1;
+        match target {
+            Target::Found(id) => {
+                self.order.push(id);
+                Ok(())
+            }
+            Target::Missing(cid) => Err(missing_record(cid, key)),
+        }
+    }
+}
+
+/// The error for a record block the arena lacks.
+fn missing_record(cid: Cid, key: &[u8]) -> ExportError {
+    VerifyError::MissingBlock {
+        cid,
+        kind: BlockKind::Record {
+            key: String::from_utf8_lossy(key).into(),
+        },
+    }
+    .into()
+}
+
+/// The `BadMstOrder` error for `key` found in `node` after `previous`.
+fn out_of_order(arena: &BlockArena, node: BlockId, key: &[u8], previous: &[u8]) -> VerifyError {
+    match cid_of(arena, node) {
+        Ok(cid) => VerifyError::BadMstOrder {
+            cid,
+            reason: format!(
+                "key {:?} does not sort after the previous key {:?}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(previous)
+            )
+            .into(),
+        },
+        Err(e) => e,
+    }
+}
+
+/// Walks the subtree at `target` in walk order into `sink`, checking it (node hashes and form,
+/// key order, every block present); stops at the first problem.
+fn walk_subtree<S: Sink>(
+    arena: &BlockArena,
+    target: Target,
+    height: Option<u8>,
+    sink: &mut S,
+    scratch: &mut Scratch,
+) -> Result<(), ExportError> {
+    // Keys of pending records, as a stack: a record's key is the last one pushed when the
+    // record is popped (everything pushed after it was popped before it).
+    let mut keys: Vec<u8> = Vec::with_capacity(4096);
+    let mut stack = vec![Step::Node { target, height }];
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Node { target, height } => {
+                let id = match target {
+                    Target::Found(id) => id,
+                    Target::Missing(cid) => {
+                        return Err(VerifyError::MissingBlock {
+                            cid,
+                            kind: BlockKind::MstNode,
                         }
                         .into());
                     }
-                    last_key.clear();
-                    last_key.extend_from_slice(this);
-                    have_last = true;
-                    keys.truncate(key.start);
-                    stats.records += 1;
-                    match target {
-                        Target::Found(id) => {
-                            if first(id) {
-                                order.push(id);
-                                stats.blocks += 1;
-                            }
-                        }
-                        Target::Missing(cid) => {
-                            return Err(VerifyError::MissingBlock {
-                                cid,
-                                kind: BlockKind::Record {
-                                    key: String::from_utf8_lossy(&last_key).into(),
-                                },
-                            }
-                            .into());
+                };
+                open_node(arena, id, height, scratch)?;
+                sink.node(arena, id)?;
+                // Push so that they pop in walk order.
+                for child in scratch.children.iter().rev() {
+                    match child {
+                        Child::Subtree(target, height) => stack.push(Step::Node {
+                            target: *target,
+                            height: *height,
+                        }),
+                        Child::Record(target, key) => {
+                            let start = keys.len();
+                            keys.extend_from_slice(&scratch.node.keys[key.clone()]);
+                            stack.push(Step::Record {
+                                target: *target,
+                                node: id,
+                                key: start..keys.len(),
+                            });
                         }
                     }
                 }
             }
+            Step::Record { target, node, key } => {
+                sink.record(arena, &keys[key.clone()], node, target)?;
+                keys.truncate(key.start);
+            }
         }
+    }
+    Ok(())
+}
+
+/// A piece of the top of the tree, in walk order.
+enum Item {
+    /// An opened node (read, checked, counted).
+    Node(BlockId),
+    /// A record of an opened node; its key sits at `key` in the top's keys.
+    Record {
+        target: Target,
+        node: BlockId,
+        key: Range<usize>,
+    },
+    /// A subtree left for a thread to walk.
+    Subtree { target: Target, height: Option<u8> },
+    /// Where the walk fails.
+    Failed(VerifyError),
+}
+
+/// The top of the tree at `root`, opened level by level until it holds at least `want`
+/// subtrees (or no more, or [`MAX_OPEN_LEVELS`] levels): its items in walk order, the keys
+/// of its records, and the nodes opened.
+fn open_top(
+    arena: &BlockArena,
+    root: Target,
+    want: usize,
+    scratch: &mut Scratch,
+) -> (Vec<Item>, Vec<u8>, u64) {
+    let mut items = vec![Item::Subtree {
+        target: root,
+        height: None,
+    }];
+    let mut keys = Vec::new();
+    let mut opened = 0;
+    for _ in 0..MAX_OPEN_LEVELS {
+        let subtrees = items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    Item::Subtree {
+                        target: Target::Found(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        if subtrees == 0 || subtrees >= want {
+            break;
+        }
+        let mut next = Vec::with_capacity(items.len() * 8);
+        let mut failed = false;
+        for item in items {
+            let (id, height) = match item {
+                Item::Subtree {
+                    target: Target::Found(id),
+                    height,
+                } if !failed => (id, height),
+                other => {
+                    next.push(other);
+                    continue;
+                }
+            };
+            if let Err(e) = open_node(arena, id, height, scratch) {
+                // Nothing after this point of the walk matters any more.
+                next.push(Item::Failed(e));
+                failed = true;
+                continue;
+            }
+            opened += 1;
+            next.push(Item::Node(id));
+            for child in &scratch.children {
+                next.push(match child {
+                    Child::Subtree(target, height) => Item::Subtree {
+                        target: *target,
+                        height: *height,
+                    },
+                    Child::Record(target, key) => {
+                        let start = keys.len();
+                        keys.extend_from_slice(&scratch.node.keys[key.clone()]);
+                        Item::Record {
+                            target: *target,
+                            node: id,
+                            key: start..keys.len(),
+                        }
+                    }
+                });
+            }
+        }
+        items = next;
+    }
+    (items, keys, opened)
+}
+
+/// A walked subtree and the error that stopped its walk, if any.
+type TaskResult = (Walked, Option<ExportError>);
+
+/// The subtrees of the top of the tree, shared by the joining thread, which takes them from the
+/// front (walking each straight into the output), and helper threads, which take them from the
+/// back (walking each into a [`Walked`] the joining thread copies out when it gets there).
+struct Board {
+    tasks: Vec<(Target, Option<u8>)>,
+    /// Who took each task: [`FREE`], [`JOINER`] or [`HELPER`].
+    taken: Vec<AtomicU8>,
+    /// The next task a helper takes, plus one (helpers count down).
+    back: AtomicUsize,
+    results: Mutex<Vec<Option<TaskResult>>>,
+    ready: Condvar,
+    /// Set when the walk failed: helpers start no new task.
+    stop: AtomicBool,
+}
+
+const FREE: u8 = 0;
+const JOINER: u8 = 1;
+const HELPER: u8 = 2;
+
+impl Board {
+    fn new(tasks: Vec<(Target, Option<u8>)>) -> Board {
+        let n = tasks.len();
+        Board {
+            taken: (0..n).map(|_| AtomicU8::new(FREE)).collect(),
+            back: AtomicUsize::new(n),
+            results: Mutex::new((0..n).map(|_| None).collect()),
+            ready: Condvar::new(),
+            stop: AtomicBool::new(false),
+            tasks,
+        }
+    }
+
+    fn results(&self) -> std::sync::MutexGuard<'_, Vec<Option<TaskResult>>> {
+        self.results.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A helper: walks tasks from the back until it meets the joining thread.
+    fn help(&self, arena: &BlockArena) {
+        let mut scratch = Scratch::default();
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(i) = self
+                .back
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                .ok()
+                .map(|b| b - 1)
+            else {
+                return;
+            };
+            let (Some(&(target, height)), Some(taken)) = (self.tasks.get(i), self.taken.get(i))
+            else {
+                return;
+            };
+            if taken
+                .compare_exchange(FREE, HELPER, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                return;
+            }
+            let mut walked = Walked::default();
+            let walk = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                walk_subtree(arena, target, height, &mut walked, &mut scratch).err()
+            }));
+            let error = walk.unwrap_or_else(|_| {
+                Some(ExportError::Repo(VerifyError::Store(StoreError::Backend {
+                    message: "the export's walk failed".to_owned(),
+                })))
+            });
+            if error.is_some() {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            if let Some(slot) = self.results().get_mut(i) {
+                *slot = Some((walked, error));
+            }
+            self.ready.notify_all();
+        }
+    }
+
+    /// For the joining thread: `None` if task `i` is now its own to walk, else the helper's
+    /// result (waited for).
+    fn claim(&self, i: usize) -> Option<TaskResult> {
+        let taken = self.taken.get(i)?;
+        if taken
+            .compare_exchange(FREE, JOINER, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return None;
+        }
+        let mut results = self.results();
+        loop {
+            if let Some(result) = results.get_mut(i).and_then(Option::take) {
+                return Some(result);
+            }
+            results = self.ready.wait(results).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Where the joined export goes: a list of blocks (a plan) or a CAR being written.
+trait Output {
+    fn put(&mut self, arena: &BlockArena, id: BlockId) -> Result<(), ExportError>;
+}
+
+impl Output for Vec<BlockId> {
+    fn put(&mut self, _: &BlockArena, id: BlockId) -> Result<(), ExportError> {
+        self.push(id);
+        Ok(())
+    }
+}
+
+impl<W: Write> Output for CarWriter<W> {
+    fn put(&mut self, arena: &BlockArena, id: BlockId) -> Result<(), ExportError> {
+        self.write_section(arena.section(id))
+            .map_err(ExportError::Write)
+    }
+}
+
+/// The export in walk order: each block once, keys ascending across pieces.
+struct Joiner<O> {
+    out: O,
+    written: Vec<u64>,
+    last_key: Option<Vec<u8>>,
+    stats: ExportStats,
+}
+
+impl<O: Output> Joiner<O> {
+    fn new(arena: &BlockArena, out: O) -> Self {
+        Joiner {
+            out,
+            written: vec![0u64; arena.id_bound().div_ceil(64)],
+            last_key: None,
+            stats: ExportStats::default(),
+        }
+    }
+
+    /// Puts a block out unless it already is.
+    fn put(&mut self, arena: &BlockArena, id: BlockId) -> Result<(), ExportError> {
+        let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+        if let Some(w) = self.written.get_mut(word)
+            && *w & bit == 0
+        {
+            *w |= bit;
+            self.stats.blocks += 1;
+            return self.out.put(arena, id);
+        }
+        Ok(())
+    }
+
+    /// Checks that `key` comes after the last key.
+    fn after_last(&self, arena: &BlockArena, key: &[u8], node: BlockId) -> Result<(), ExportError> {
+        match &self.last_key {
+            Some(last) if key <= last.as_slice() => {
+                Err(out_of_order(arena, node, key, last).into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A subtree a helper walked.
+    fn join(&mut self, arena: &BlockArena, (walked, error): TaskResult) -> Result<(), ExportError> {
+        if let Some((first, node)) = &walked.first {
+            self.after_last(arena, first, *node)?;
+            self.last_key = Some(walked.last_key);
+        }
+        if let Some(error) = error {
+            return Err(error);
+        }
+        for &id in &walked.order {
+            self.put(arena, id)?;
+        }
+        self.stats.mst_nodes += walked.mst_nodes;
+        self.stats.records += walked.records;
+        Ok(())
+    }
+
+    /// Joins the top's items, walking the subtrees the helpers have not taken.
+    fn run(
+        &mut self,
+        arena: &BlockArena,
+        items: Vec<Item>,
+        top_keys: &[u8],
+        board: &Board,
+        scratch: &mut Scratch,
+    ) -> Result<(), ExportError> {
+        let mut task = 0;
+        for item in items {
+            match item {
+                Item::Node(id) => {
+                    self.stats.mst_nodes += 1;
+                    self.put(arena, id)?;
+                }
+                Item::Record { target, node, key } => {
+                    self.record(arena, &top_keys[key], node, target)?;
+                }
+                Item::Subtree { target, height } => {
+                    match board.claim(task) {
+                        None => walk_subtree(arena, target, height, self, scratch)?,
+                        Some(result) => self.join(arena, result)?,
+                    }
+                    task += 1;
+                }
+                Item::Failed(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<O: Output> Sink for Joiner<O> {
+    fn node(&mut self, arena: &BlockArena, id: BlockId) -> Result<(), ExportError> {
+        self.stats.mst_nodes += 1;
+        self.put(arena, id)
+    }
+
+    fn record(
+        &mut self,
+        arena: &BlockArena,
+        key: &[u8],
+        node: BlockId,
+        target: Target,
+    ) -> Result<(), ExportError> {
+        self.after_last(arena, key, node)?;
+        match &mut self.last_key {
+            Some(last) => {
+                last.clear();
+                last.extend_from_slice(key);
+            }
+            None => self.last_key = Some(key.to_vec()),
+        }
+        self.stats.records += 1;
+        match target {
+            Target::Found(id) => self.put(arena, id),
+            Target::Missing(cid) => Err(missing_record(cid, key)),
+        }
+    }
+}
+
+/// Threads a plan may use: the machine's, at most [`MAX_THREADS`].
+fn default_threads() -> usize {
+    arena::machine_threads().min(MAX_THREADS)
+}
+
+/// Checks the commit block `commit` of `arena`; its block number and the root's link.
+fn arena_commit(arena: &BlockArena, commit: &Cid) -> Result<(BlockId, Target), ExportError> {
+    let commit_id = arena
+        .find_raw(&commit.to_bytes())
+        .ok_or(VerifyError::MissingBlock {
+            cid: *commit,
+            kind: BlockKind::Commit,
+        })?;
+    let signed = check_commit(commit, arena.block(commit_id))?;
+    let root = *signed.data();
+    let root = match arena.find_raw(&root.to_bytes()) {
+        Some(id) => Target::Found(id),
+        None => Target::Missing(root),
+    };
+    Ok((commit_id, root))
+}
+
+/// The export of the checked commit `commit_id` with tree `root` into `out`, on up to
+/// `threads` threads (this one joins).
+fn export_into<O: Output>(
+    arena: &BlockArena,
+    commit_id: BlockId,
+    root: Target,
+    threads: usize,
+    out: O,
+) -> Result<Joiner<O>, ExportError> {
+    let mut joiner = Joiner::new(arena, out);
+    joiner.put(arena, commit_id)?;
+    let mut scratch = Scratch::default();
+    let (items, top_keys, _) = if threads > 1 {
+        open_top(arena, root, MIN_TASKS, &mut scratch)
+    } else {
+        let whole = Item::Subtree {
+            target: root,
+            height: None,
+        };
+        (vec![whole], Vec::new(), 0)
+    };
+    let tasks: Vec<(Target, Option<u8>)> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Subtree { target, height } => Some((*target, *height)),
+            _ => None,
+        })
+        .collect();
+    let helpers = threads.min(tasks.len()).saturating_sub(1);
+    let board = Board::new(tasks);
+    let joined = std::thread::scope(|s| {
+        for _ in 0..helpers {
+            // A helper that cannot start leaves its share to this thread.
+            let _ = std::thread::Builder::new().spawn_scoped(s, || board.help(arena));
+        }
+        let joined = joiner.run(arena, items, &top_keys, &board, &mut scratch);
+        board.stop.store(true, Ordering::Relaxed);
+        joined
+    });
+    joined.map(|()| joiner)
+}
+
+impl ArenaExport {
+    /// Walks the tree of the commit `commit` through `arena` and checks it as [`export_car`]
+    /// does (commit block, node hashes and canonical form, key order within and across nodes,
+    /// every block present), without writing anything. Large trees are walked on several
+    /// threads (see [`ArenaExport`]).
+    pub fn plan(arena: &BlockArena, commit: &Cid) -> Result<ArenaExport, ExportError> {
+        Self::plan_with_threads(arena, commit, Self::threads_for(arena))
+    }
+
+    fn threads_for(arena: &BlockArena) -> usize {
+        if arena.len() >= PARALLEL_MIN_BLOCKS {
+            default_threads()
+        } else {
+            1
+        }
+    }
+
+    /// [`ArenaExport::plan`] on at most `threads` threads (this one included), whatever the
+    /// tree's size: with more than one, the top of the tree is opened and its subtrees walked
+    /// in parallel. The result does not depend on `threads`.
+    pub fn plan_with_threads(
+        arena: &BlockArena,
+        commit: &Cid,
+        threads: usize,
+    ) -> Result<ArenaExport, ExportError> {
+        let (commit_id, root) = arena_commit(arena, commit)?;
+        let order = Vec::with_capacity(arena.len());
+        let joiner = export_into(arena, commit_id, root, threads, order)?;
         Ok(ArenaExport {
             commit: *commit,
-            order,
-            stats,
+            order: joiner.out,
+            stats: joiner.stats,
         })
+    }
+
+    /// Checks the commit block `commit` (present, its hash, its form) and builds the arena's
+    /// lookup table: what [`ArenaExport::stream`] does before its first byte.
+    pub fn check_commit(arena: &BlockArena, commit: &Cid) -> Result<(), ExportError> {
+        arena_commit(arena, commit).map(|_| ())
+    }
+
+    /// Walks and writes at once: the CAR of [`ArenaExport::plan`] then [`ArenaExport::write`],
+    /// but each block goes out as soon as the walk has checked it (subtrees walked by helper
+    /// threads are written when their turn comes), so the writing overlaps the walk. Nothing
+    /// is written if the commit block is bad; a repository broken further down fails part-way,
+    /// after some of the CAR was written: the caller must make that failure visible to the
+    /// reader (for HTTP, end the body with an error rather than cleanly).
+    pub fn stream<W: Write>(
+        arena: &BlockArena,
+        commit: &Cid,
+        out: W,
+    ) -> Result<(W, ExportStats), ExportError> {
+        Self::stream_with_threads(arena, commit, Self::threads_for(arena), out)
+    }
+
+    /// [`ArenaExport::stream`] on at most `threads` threads.
+    pub fn stream_with_threads<W: Write>(
+        arena: &BlockArena,
+        commit: &Cid,
+        threads: usize,
+        out: W,
+    ) -> Result<(W, ExportStats), ExportError> {
+        let (commit_id, root) = arena_commit(arena, commit)?;
+        let car = CarWriter::new(out, &[*commit]).map_err(ExportError::Write)?;
+        let joiner = export_into(arena, commit_id, root, threads, car)?;
+        let mut stats = joiner.stats;
+        stats.bytes = joiner.out.bytes_written();
+        let out = joiner.out.finish().map_err(ExportError::Write)?;
+        Ok((out, stats))
     }
 
     /// What the export holds (`bytes` is filled in by [`ArenaExport::write`]).
@@ -538,8 +951,8 @@ impl ArenaExport {
         out: W,
     ) -> Result<(W, ExportStats), ExportError> {
         let mut car = CarWriter::new(out, &[self.commit]).map_err(ExportError::Write)?;
-        for slot in &self.order {
-            car.write_section(slot.section(&arena.data))
+        for &id in &self.order {
+            car.write_section(arena.section(id))
                 .map_err(ExportError::Write)?;
         }
         let mut stats = self.stats;
@@ -572,42 +985,4 @@ fn check_commit(cid: &Cid, bytes: &[u8]) -> Result<SignedCommit, VerifyError> {
         return Err(bad("the commit CID is not a DAG-CBOR CID".to_owned()));
     }
     SignedCommit::from_cbor(bytes).map_err(|e| bad(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arena_tells_apart_cids_whose_tails_collide() {
-        let mut arena = BlockArena::new();
-        let a = [[1u8; 28].as_slice(), &[7; 8]].concat();
-        let b = [[2u8; 28].as_slice(), &[7; 8]].concat();
-        arena.insert_raw(&a, b"first");
-        arena.insert_raw(&b, b"second");
-        arena.insert_raw(&a, b"ignored: already there");
-        assert_eq!(arena.len(), 2);
-        let (ia, ib) = (arena.find_raw(&a).unwrap(), arena.find_raw(&b).unwrap());
-        assert_eq!(ia.block(&arena.data), b"first");
-        assert_eq!(ib.block(&arena.data), b"second");
-        assert_eq!(ib.section(&arena.data), [b.as_slice(), b"second"].concat());
-        assert_eq!((ia.id, ib.id), (0, 1));
-        assert!(
-            arena
-                .find_raw(&[[3u8; 28].as_slice(), &[7; 8]].concat())
-                .is_none()
-        );
-        assert!(arena.find_raw(b"").is_none());
-        arena.insert_raw(b"", b"no CID");
-        assert_eq!(arena.len(), 2);
-        // Short CIDs hash by what they have.
-        arena.insert_raw(b"xy", b"short");
-        assert_eq!(arena.get_raw_for_test(b"xy"), Some(&b"short"[..]));
-    }
-
-    impl BlockArena {
-        fn get_raw_for_test(&self, cid: &[u8]) -> Option<&[u8]> {
-            Some(self.find_raw(cid)?.block(&self.data))
-        }
-    }
 }

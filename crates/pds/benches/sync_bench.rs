@@ -4,7 +4,18 @@
 //!
 //!   cargo bench -p pds --bench sync_bench -- [--target ours|ref|<http url>] [--events 10000]
 //!       [--writers 8] [--subs 100,1000] [--tail 1000] [--repos 10000,100000] [--reps 5]
-//!       [--pid PID] [--timeout-s 300]
+//!       [--pid PID] [--timeout-s 300] [--only firehose|getrepo] [--bins A,B] [--stages]
+//!       [--keep] [--stages-dir DIR]
+//!
+//! `--only getrepo` skips the commit, firehose and memory figures (only `applyWrites` and
+//! `getRepo<N>`); `--only firehose` skips the repositories. `--bins A,B` (ours only) compares
+//! several `pds` binaries in one run: each is started on its own data directory and filled the
+//! same way, and their getRepo fetches are interleaved (A, B, A, B...) so that machine noise
+//! falls on all alike; figures are named `getRepo<N>` for the first and `getRepo<N>@<i>` for the
+//! i-th. `--stages` (ours only) then stops the (first) server and times the export's stages in
+//! this process on its database: `Store::repo_snapshot`, the lookup table, `ArenaExport::plan`
+//! (and on one thread) and its `write`; `--keep` leaves that data directory in place (its path
+//! is printed), and `--stages-dir DIR` times the stages on such a directory with no server.
 //!
 //! `tests/bench.sh sync_bench` runs it once per target and prints the ratios. What it measures:
 //! - `createRecord` (commits/s): `--events` single-record commits spread over `--writers`
@@ -49,6 +60,12 @@ struct Opts {
     reps: usize,
     pid: Option<u32>,
     timeout: Duration,
+    firehose: bool,
+    getrepo: bool,
+    bins: Vec<PathBuf>,
+    stages: bool,
+    keep: bool,
+    stages_dir: Option<PathBuf>,
 }
 
 fn parse_opts() -> Result<Opts> {
@@ -62,6 +79,12 @@ fn parse_opts() -> Result<Opts> {
         reps: 5,
         pid: None,
         timeout: Duration::from_secs(300),
+        firehose: true,
+        getrepo: true,
+        bins: Vec::new(),
+        stages: false,
+        keep: false,
+        stages_dir: None,
     };
     let list = |s: &str| -> Result<Vec<usize>> {
         s.split(',')
@@ -75,6 +98,14 @@ fn parse_opts() -> Result<Opts> {
         if a == "--bench" || !a.starts_with("--") {
             continue;
         }
+        if a == "--stages" {
+            o.stages = true;
+            continue;
+        }
+        if a == "--keep" {
+            o.keep = true;
+            continue;
+        }
         let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
         match a.as_str() {
             "--target" => o.target = v,
@@ -86,6 +117,19 @@ fn parse_opts() -> Result<Opts> {
             "--reps" => o.reps = v.parse::<usize>()?.max(1),
             "--pid" => o.pid = Some(v.parse()?),
             "--timeout-s" => o.timeout = Duration::from_secs(v.parse()?),
+            "--only" => match v.as_str() {
+                "firehose" => o.getrepo = false,
+                "getrepo" => o.firehose = false,
+                _ => return Err(format!("--only {v}: firehose or getrepo").into()),
+            },
+            "--stages-dir" => o.stages_dir = Some(PathBuf::from(v)),
+            "--bins" => {
+                o.bins = v
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            }
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -124,6 +168,8 @@ struct Target {
     _dir: Option<tempfile::TempDir>,
     /// Our server's ports (PDS, PLC), to restart it.
     ports: Option<(u16, u16)>,
+    /// Our server's binary.
+    bin: PathBuf,
 }
 
 impl Drop for Target {
@@ -150,8 +196,8 @@ async fn wait_healthy(client: &reqwest::Client, base: &str) -> Result<()> {
     }
 }
 
-fn spawn_ours(dir: &std::path::Path, port: u16, plc: u16) -> Result<Child> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_pds"))
+fn spawn_ours(bin: &std::path::Path, dir: &std::path::Path, port: u16, plc: u16) -> Result<Child> {
+    Ok(Command::new(bin)
         .arg("serve")
         .env("PDS_PORT", port.to_string())
         .env("PDS_PLC_EMBEDDED_PORT", plc.to_string())
@@ -164,12 +210,12 @@ fn spawn_ours(dir: &std::path::Path, port: u16, plc: u16) -> Result<Child> {
         .spawn()?)
 }
 
-async fn start_ours(client: &reqwest::Client) -> Result<Target> {
+async fn start_ours(client: &reqwest::Client, bin: &std::path::Path) -> Result<Target> {
     let dir = tempfile::Builder::new()
         .prefix("syncbench-ours-")
         .tempdir()?;
     let (port, plc) = (free_port()?, free_port()?);
-    let child = spawn_ours(dir.path(), port, plc)?;
+    let child = spawn_ours(bin, dir.path(), port, plc)?;
     let pid = child.id();
     let target = Target {
         base: format!("http://127.0.0.1:{port}"),
@@ -177,9 +223,10 @@ async fn start_ours(client: &reqwest::Client) -> Result<Target> {
         child: Some(child),
         _dir: Some(dir),
         ports: Some((port, plc)),
+        bin: bin.to_owned(),
     };
     wait_healthy(client, &target.base).await?;
-    println!("# ours: {} pid {pid}", env!("CARGO_BIN_EXE_pds"));
+    println!("# ours: {} pid {pid}", bin.display());
     Ok(target)
 }
 
@@ -194,7 +241,7 @@ impl Target {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let child = spawn_ours(dir.path(), port, plc)?;
+        let child = spawn_ours(&self.bin, dir.path(), port, plc)?;
         self.pid = Some(child.id());
         self.child = Some(child);
         wait_healthy(client, &self.base).await?;
@@ -250,6 +297,7 @@ fn start_ref() -> Result<Target> {
         child: Some(child),
         _dir: Some(dir),
         ports: None,
+        bin: PathBuf::new(),
     })
 }
 
@@ -467,18 +515,26 @@ async fn fill_repo(client: &reqwest::Client, base: &str, n: usize) -> Result<(St
     Ok((did, n as f64 / t0.elapsed().as_secs_f64()))
 }
 
-/// Fetches the whole repo; returns the body and the wall time from request to last byte.
-async fn get_repo(client: &reqwest::Client, base: &str, did: &str) -> Result<(Vec<u8>, Duration)> {
+/// Fetches the whole repo; returns the body, the wall time from request to last byte, and
+/// the time to the response's head.
+async fn get_repo(
+    client: &reqwest::Client,
+    base: &str,
+    did: &str,
+) -> Result<(Vec<u8>, Duration, Duration)> {
     let t0 = Instant::now();
     let res = client
         .get(format!("{base}/xrpc/com.atproto.sync.getRepo?did={did}"))
         .send()
         .await?;
+    let head = t0.elapsed();
     if !res.status().is_success() {
         return Err(format!("getRepo {}", res.status()).into());
     }
-    let body = res.bytes().await?.to_vec();
-    Ok((body, t0.elapsed()))
+    // The time to the last byte; copying the body out is not the server's.
+    let body = res.bytes().await?;
+    let elapsed = t0.elapsed();
+    Ok((body.to_vec(), elapsed, head))
 }
 
 fn report(name: &str, value: f64, unit: &str) {
@@ -486,24 +542,53 @@ fn report(name: &str, value: f64, unit: &str) {
 }
 
 async fn run(o: Opts) -> Result<()> {
+    if let Some(dir) = &o.stages_dir {
+        let conn = rusqlite::Connection::open(dir.join(pds_store::DB_FILE_NAME))?;
+        let mut stmt = conn.prepare(
+            "SELECT count(*), did FROM repo_block GROUP BY did HAVING count(*) > 1000 ORDER BY 1",
+        )?;
+        let dids = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, r.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        drop(stmt);
+        drop(conn);
+        return stages_in(&o, dir, &dids).await;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let (mut target, default_events) = match o.target.as_str() {
-        "ours" => (start_ours(&client).await?, 10_000),
-        "ref" => (start_ref()?, 10_000),
+    let (mut targets, default_events) = match o.target.as_str() {
+        "ours" => {
+            let bins = if o.bins.is_empty() {
+                vec![PathBuf::from(env!("CARGO_BIN_EXE_pds"))]
+            } else {
+                o.bins.clone()
+            };
+            let mut targets = Vec::new();
+            for bin in &bins {
+                targets.push(start_ours(&client, bin).await?);
+            }
+            (targets, 10_000)
+        }
+        "ref" => (vec![start_ref()?], 10_000),
         url => (
-            Target {
+            vec![Target {
                 base: url.trim_end_matches('/').to_owned(),
                 pid: o.pid,
                 child: None,
                 _dir: None,
                 ports: None,
-            },
+                bin: PathBuf::new(),
+            }],
             2_000,
         ),
     };
-    wait_healthy(&client, &target.base).await?;
+    for target in &targets {
+        wait_healthy(&client, &target.base).await?;
+    }
+    let target = &mut targets[0];
     let pid = o.pid.or(target.pid);
     let base = target.base.clone();
     let events = o.events.unwrap_or(default_events);
@@ -513,14 +598,36 @@ async fn run(o: Opts) -> Result<()> {
         load(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if o.firehose {
+        firehose(&o, &client, target, pid, events).await?;
+    }
+    if o.getrepo {
+        let dids = get_repos(&o, &client, &targets).await?;
+        if o.stages {
+            stages(&o, &mut targets[0], &dids).await?;
+        }
+    }
+    println!("# load {}", load());
+    drop(targets);
+    Ok(())
+}
 
+/// The commit, firehose and memory figures, on one server.
+async fn firehose(
+    o: &Opts,
+    client: &reqwest::Client,
+    target: &mut Target,
+    pid: Option<u32>,
+    events: usize,
+) -> Result<()> {
+    let base = target.base.clone();
     println!(
         "# filling {events} createRecord commits over {} accounts",
         o.writers
     );
     report(
         "createRecord",
-        fill_events(&client, &base, events, o.writers).await?,
+        fill_events(client, &base, events, o.writers).await?,
         "commits/s",
     );
     let rss_base = pid.and_then(rss_mb);
@@ -608,57 +715,152 @@ async fn run(o: Opts) -> Result<()> {
 
     // The same replay from a freshly started server: nothing in memory, every frame from the
     // event log (ours keeps the newest frames in memory; the reference always reads its log).
-    if target.restart(&client).await? {
+    if target.restart(client).await? {
         let mut best: f64 = 0.0;
         for _ in 0..o.reps {
             let (t, frames) = subscribe(&base, Some(0), 1, m, o.timeout).await?;
             best = best.max(frames as f64 / t.as_secs_f64());
             // Restart again, so that each replay reads the log.
-            target.restart(&client).await?;
+            target.restart(client).await?;
         }
         println!("# replay1 after a restart; load {}", load());
         report("replay1_from_log", best, "events/s");
     }
 
+    Ok(())
+}
+
+/// The getRepo figures: on each target, an account filled with each size of `--repos`, then
+/// the fetches, interleaved across targets. Returns the DIDs of the first target's accounts.
+async fn get_repos(
+    o: &Opts,
+    client: &reqwest::Client,
+    targets: &[Target],
+) -> Result<Vec<(usize, String)>> {
+    let mut first_dids = Vec::new();
     for &n in &o.repos {
-        println!("# filling a {n}-record repo by applyWrites x200");
-        let (did, rate) = fill_repo(&client, &base, n).await?;
-        report("applyWrites", rate, "records/s");
-        let mut best: Option<(usize, Duration)> = None;
+        let mut dids = Vec::new();
+        for (i, target) in targets.iter().enumerate() {
+            println!("# filling a {n}-record repo by applyWrites x200 ({i})");
+            let (did, rate) = fill_repo(client, &target.base, n).await?;
+            report(&label("applyWrites", i), rate, "records/s");
+            dids.push(did);
+        }
+        let mut best: Vec<Option<(usize, Duration, Duration)>> = vec![None; targets.len()];
         for r in 0..o.reps {
-            let (body, t) = get_repo(&client, &base, &did).await?;
-            if r == 0 {
-                let mut car = atp_data::car::CarReader::new(body.as_slice())?;
-                let mut blocks = 0;
-                while car.next_block()?.is_some() {
-                    blocks += 1;
+            for (i, target) in targets.iter().enumerate() {
+                let (body, t, head) = get_repo(client, &target.base, &dids[i]).await?;
+                if r == 0 {
+                    let mut car = atp_data::car::CarReader::new(body.as_slice())?;
+                    let mut blocks = 0;
+                    while car.next_block()?.is_some() {
+                        blocks += 1;
+                    }
+                    println!(
+                        "# getRepo{n} ({i}): {blocks} blocks, {:.2} MB",
+                        body.len() as f64 / 1e6
+                    );
                 }
+                if best[i].is_none_or(|(_, b, _)| t < b) {
+                    best[i] = Some((body.len(), t, head));
+                }
+            }
+        }
+        for (i, best) in best.into_iter().enumerate() {
+            if let Some((len, t, head)) = best {
                 println!(
-                    "# getRepo{n}: {blocks} blocks, {:.2} MB",
-                    body.len() as f64 / 1e6
+                    "# getRepo{n} ({i}): {:.2} MB in {:.1} ms, head after {:.1} ms (best of {}); load {}",
+                    len as f64 / 1e6,
+                    t.as_secs_f64() * 1000.0,
+                    head.as_secs_f64() * 1000.0,
+                    o.reps,
+                    load()
+                );
+                report(
+                    &label(&format!("getRepo{n}"), i),
+                    len as f64 / 1e6 / t.as_secs_f64(),
+                    "MB/s",
                 );
             }
-            if best.is_none_or(|(_, b)| t < b) {
-                best = Some((body.len(), t));
+        }
+        first_dids.push((n, dids.swap_remove(0)));
+    }
+    Ok(first_dids)
+}
+
+/// A figure's name for the `i`-th target.
+fn label(name: &str, i: usize) -> String {
+    if i == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}@{i}")
+    }
+}
+
+/// Stops our server and times the stages of a full export on its database, in this process.
+async fn stages(o: &Opts, target: &mut Target, dids: &[(usize, String)]) -> Result<()> {
+    let Some(dir) = target._dir.as_ref().map(|d| d.path().to_owned()) else {
+        return Err("--stages needs --target ours".into());
+    };
+    if let Some(mut c) = target.child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    if o.keep
+        && let Some(d) = target._dir.take()
+    {
+        println!("# kept {}", d.keep().display());
+    }
+    stages_in(o, &dir, dids).await
+}
+
+/// Times the stages of a full export of each of `dids` in the data directory `dir`.
+async fn stages_in(o: &Opts, dir: &std::path::Path, dids: &[(usize, String)]) -> Result<()> {
+    let store = pds_store::Store::open(dir)?;
+    for (n, did) in dids {
+        let did: atp_syntax::Did = did.parse()?;
+        let mut best = [Duration::MAX; 5];
+        let mut len = 0;
+        for _ in 0..o.reps.max(5) {
+            let t0 = Instant::now();
+            let Some(pds_store::RepoSnapshot::Loaded { root, blocks }) =
+                store.repo_snapshot(&did, 24 << 20).await?
+            else {
+                return Err("no snapshot".into());
+            };
+            let t1 = Instant::now();
+            // The lookup table is built on the first lookup.
+            std::hint::black_box(blocks.len());
+            let t2 = Instant::now();
+            let plan = atp_repo::ArenaExport::plan(&blocks, &root.commit)?;
+            let t3 = Instant::now();
+            let (out, _) =
+                plan.write(&blocks, Vec::with_capacity(blocks.data_len() + (1 << 20)))?;
+            let t4 = Instant::now();
+            let one = atp_repo::ArenaExport::plan_with_threads(&blocks, &root.commit, 1)?;
+            let t5 = Instant::now();
+            std::hint::black_box(one);
+            len = out.len();
+            for (b, t) in best
+                .iter_mut()
+                .zip([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4])
+            {
+                *b = (*b).min(t);
             }
         }
-        if let Some((len, t)) = best {
-            println!(
-                "# getRepo{n}: {:.2} MB in {:.1} ms (best of {}); load {}",
-                len as f64 / 1e6,
-                t.as_secs_f64() * 1000.0,
-                o.reps,
-                load()
-            );
-            report(
-                &format!("getRepo{n}"),
-                len as f64 / 1e6 / t.as_secs_f64(),
-                "MB/s",
-            );
-        }
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "# stages getRepo{n} ({:.2} MB): snapshot {:.1} ms, index {:.1} ms, plan {:.1} ms, write {:.1} ms, plan on one thread {:.1} ms (best of {}); load {}",
+            len as f64 / 1e6,
+            ms(best[0]),
+            ms(best[1]),
+            ms(best[2]),
+            ms(best[3]),
+            ms(best[4]),
+            o.reps.max(5),
+            load()
+        );
     }
-    println!("# load {}", load());
-    drop(target);
     Ok(())
 }
 

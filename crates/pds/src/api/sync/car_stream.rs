@@ -33,6 +33,12 @@ pub(super) struct ChunkSender {
 }
 
 impl ChunkSender {
+    /// Resolves once nobody will read the body any more (the response was dropped, or the
+    /// client went away).
+    pub(super) async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     fn send(&mut self) -> io::Result<()> {
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
         self.tx

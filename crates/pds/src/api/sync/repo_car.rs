@@ -30,8 +30,8 @@ fn repo_not_found(did: &Did) -> XrpcError {
 
 /// `com.atproto.sync.getRepo`: the whole repository as a CAR (commit first, then the tree in
 /// walk order, each block once), or with `since` the commit and every block stored by a later
-/// revision. Streamed; a repository that fits in memory is read with one query and checked
-/// before the response starts.
+/// revision. Streamed; a repository that fits in memory is read at once and walked on several
+/// threads while it is written.
 pub async fn get_repo(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -72,22 +72,38 @@ async fn stream_repo(
     if since.is_none()
         && let Ok(permit) = SNAPSHOTS.try_acquire()
     {
-        // The root and every block in one read, then a checked walk in memory before the
-        // first byte is sent: a broken repository is an error status, not a truncated body.
+        // The root and every block at once (two connections, one state), then the lookup
+        // table and the commit block checked before answering: a missing or broken commit is
+        // an error status. The tree is checked as it is written (`ArenaExport::stream`,
+        // overlapping the walk with the transfer): a broken block further down ends the body
+        // with an error, so the client sees a failed transfer, never a short CAR.
         match state.store().repo_snapshot(&did, SNAPSHOT_BYTES).await? {
             None => return Err(repo_not_found(&did)),
             Some(RepoSnapshot::Loaded { root, blocks }) => {
-                let (plan, blocks) = tokio::task::spawn_blocking(move || {
-                    (ArenaExport::plan(&blocks, &root.commit), blocks)
-                })
-                .await
-                .map_err(XrpcError::internal)?;
-                let plan = plan.map_err(XrpcError::internal)?;
-                return Ok(car_response(move |out| async move {
+                let commit = root.commit;
+                // One blocking task checks the commit (building the lookup table), says so,
+                // then streams; the answer waits for the check.
+                let (checked_tx, checked) = tokio::sync::oneshot::channel();
+                let response = car_response(move |out| async move {
                     // Held until the blocks are written and freed.
                     let _permit = permit;
-                    plan.write(&blocks, out).map(|(out, _)| out)
-                }));
+                    if let Err(e) = ArenaExport::check_commit(&blocks, &commit) {
+                        let message = e.to_string();
+                        let _ = checked_tx.send(Err(e));
+                        // The answer is an error status: this body is dropped unread.
+                        out.closed().await;
+                        return Err(message);
+                    }
+                    let _ = checked_tx.send(Ok(()));
+                    ArenaExport::stream(&blocks, &commit, out)
+                        .map(|(out, _)| out)
+                        .map_err(|e| e.to_string())
+                });
+                return match checked.await {
+                    Ok(Ok(())) => Ok(response),
+                    Ok(Err(e)) => Err(XrpcError::internal(e)),
+                    Err(e) => Err(XrpcError::internal(e)),
+                };
             }
             Some(RepoSnapshot::TooLarge { .. }) => {}
         }
@@ -223,4 +239,98 @@ fn car_bytes(roots: &[Cid], blocks: &BlockMap) -> Result<Response, XrpcError> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(CAR_MIME));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+
+    use crate::api::tests::{Harness, harness, post_record};
+
+    async fn get_repo(h: &Harness, did: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+        let res = h
+            .raw(
+                Request::builder()
+                    .uri(format!("/xrpc/com.atproto.sync.getRepo?did={did}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string());
+        (status, body)
+    }
+
+    /// Flips the last byte of the account's block `cid`.
+    fn corrupt(h: &Harness, did: &str, cid: &[u8]) {
+        let conn = rusqlite::Connection::open(h.state.store().path()).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let mut bytes: Vec<u8> = conn
+            .query_row(
+                "SELECT bytes FROM repo_block WHERE did = ?1 AND cid = ?2",
+                rusqlite::params![did, cid],
+                |r| r.get(0),
+            )
+            .unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        let changed = conn
+            .execute(
+                "UPDATE repo_block SET bytes = ?3 WHERE did = ?1 AND cid = ?2",
+                rusqlite::params![did, cid, bytes],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_broken_repository_is_an_error_status_or_a_failed_body() {
+        let h = harness();
+        let (did, token, _) = h.alice().await;
+        let writes: Vec<Value> = (0..80)
+            .map(|i| {
+                json!({"$type": "com.atproto.repo.applyWrites#create",
+                    "collection": "app.bsky.feed.post", "value": post_record(&format!("post {i}"))})
+            })
+            .collect();
+        let (status, body) = h
+            .post(
+                "com.atproto.repo.applyWrites",
+                Some(&token),
+                json!({"repo": did, "writes": writes}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, car) = get_repo(&h, &did).await;
+        assert_eq!(status, StatusCode::OK);
+        atp_repo::verify_car(car.unwrap().as_slice(), None).unwrap();
+
+        let parsed: atp_syntax::Did = did.parse().unwrap();
+        let root = h.state.store().repo_root(&parsed).await.unwrap().unwrap();
+        // A node below the root (neither the commit, nor the root node, nor a record).
+        let node: Vec<u8> = {
+            let conn = rusqlite::Connection::open(h.state.store().path()).unwrap();
+            conn.query_row(
+                "SELECT cid FROM repo_block WHERE did = ?1 AND cid NOT IN (?2, ?3)
+                   AND cid NOT IN (SELECT cid FROM record WHERE did = ?1) LIMIT 1",
+                rusqlite::params![did, root.commit.to_bytes(), root.data.to_bytes()],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        corrupt(&h, &did, &node);
+        let (status, body) = get_repo(&h, &did).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.is_err(), "a broken node must fail the body");
+
+        // A broken commit block is refused before answering.
+        corrupt(&h, &did, &root.commit.to_bytes());
+        let (status, _) = get_repo(&h, &did).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
