@@ -2,6 +2,8 @@
 //! [`ArenaPart`]s: the same CAR, and the same refusal for a broken repository, as one thread
 //! over one buffer (and as the streamed export).
 
+mod hand_made;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use atp_crypto::{Curve, Keypair};
@@ -9,12 +11,12 @@ use atp_data::car::CarReader;
 use atp_data::cid::cid_for_cbor;
 use atp_data::{Cid, Value};
 use atp_repo::export::ArenaPart;
-use atp_repo::mst::{EntryData, NodeData, height_for_key};
 use atp_repo::{
     ArenaExport, BlockArena, ExportError, MemoryBlockStore, RepoHead, UnsignedCommit, VerifyError,
     create_repo, export_car, verify_car,
 };
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
+use hand_made::{key_at, node};
 
 fn signer() -> Keypair {
     Keypair::from_private_bytes(Curve::K256, &[9u8; 32]).unwrap()
@@ -164,37 +166,6 @@ async fn a_broken_repository_gets_the_same_refusal_on_any_thread_count() {
     }
     // Every removal fails, and every changed node (records are not hashed here).
     assert!(checked > all.len() / 23, "{checked}");
-}
-
-/// A key of the given height, searching from `from`.
-fn key_at(height: u8, from: usize) -> String {
-    (from..)
-        .map(|i| format!("com.example.thing/k{i:06}"))
-        .find(|k| height_for_key(k.as_bytes()) == height)
-        .unwrap()
-}
-
-fn node(left: Option<Cid>, entries: &[(&str, Cid, Option<Cid>)]) -> (Cid, Vec<u8>) {
-    let mut prev: &[u8] = &[];
-    let entries = entries
-        .iter()
-        .map(|(key, value, right)| {
-            let p = prev
-                .iter()
-                .zip(key.as_bytes())
-                .take_while(|(a, b)| a == b)
-                .count();
-            prev = key.as_bytes();
-            EntryData {
-                prefix_len: p,
-                key_suffix: key.as_bytes()[p..].to_vec(),
-                value: *value,
-                right: *right,
-            }
-        })
-        .collect();
-    let bytes = NodeData { left, entries }.to_cbor();
-    (cid_for_cbor(&bytes), bytes)
 }
 
 /// The arena of a signed commit over hand-made nodes (the first is the root) and one record

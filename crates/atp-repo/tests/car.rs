@@ -3,6 +3,8 @@
 //! mismatch, missing blocks, bad and high-S signatures, MST order, non-canonical trees, bad
 //! records), plus the read-ahead's batching.
 
+mod hand_made;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -10,7 +12,7 @@ use atp_crypto::{Curve, Keypair, PublicKey};
 use atp_data::car::{CarReader, CarWriter};
 use atp_data::cid::cid_for_cbor;
 use atp_data::{Cid, Value};
-use atp_repo::mst::{EntryData, NodeData, height_for_key};
+use atp_repo::mst::NodeData;
 use atp_repo::{
     ArenaExport, BlockArena, BlockKind, BlockMap, BlockStore, ExportError, FoundBlocks,
     MemoryBlockStore, RecordWrite, RepoHead, RepoSummary, SignatureStatus, SignedCommit,
@@ -18,6 +20,7 @@ use atp_repo::{
     export_car, export_car_since, format_commit, verify_car, verify_repo,
 };
 use atp_syntax::{Did, Nsid, RecordKey, Tid};
+use hand_made::{key_at, node};
 use proptest::prelude::*;
 
 const TESTDATA: &str = concat!(
@@ -436,37 +439,6 @@ async fn high_s_signature_is_its_own_error() {
     let err = verify_car(car.as_slice(), Some(&signer().public_key())).unwrap_err();
     assert!(matches!(err, VerifyError::HighS { .. }), "{err}");
     assert!(err.to_string().starts_with("high-S"), "{err}");
-}
-
-/// A key of the given height in `collection`, searching rkeys from `from`.
-fn key_at(height: u8, from: usize) -> String {
-    (from..)
-        .map(|i| format!("com.example.thing/k{i:06}"))
-        .find(|k| height_for_key(k.as_bytes()) == height)
-        .unwrap()
-}
-
-fn node(left: Option<Cid>, entries: &[(&str, Cid, Option<Cid>)]) -> (Cid, Vec<u8>) {
-    let mut prev: &[u8] = &[];
-    let entries = entries
-        .iter()
-        .map(|(key, value, right)| {
-            let p = prev
-                .iter()
-                .zip(key.as_bytes())
-                .take_while(|(a, b)| a == b)
-                .count();
-            prev = key.as_bytes();
-            EntryData {
-                prefix_len: p,
-                key_suffix: key.as_bytes()[p..].to_vec(),
-                value: *value,
-                right: *right,
-            }
-        })
-        .collect();
-    let bytes = NodeData { left, entries }.to_cbor();
-    (cid_for_cbor(&bytes), bytes)
 }
 
 /// A signed CAR over hand-made MST nodes (and one record block all entries point to).
