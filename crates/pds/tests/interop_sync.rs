@@ -23,16 +23,9 @@ async fn reference_verifies_get_repo_and_get_record() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;
     let client = reqwest::Client::new();
-    let account = harness::post(
-        &client,
-        &server.xrpc("com.atproto.server.createAccount"),
-        None,
-        &json!({"handle": "sync.test", "email": "sync@example.com", "password": "hunter22"}),
-    )
-    .await
-    .ok("createAccount");
-    let did = account["did"].as_str().unwrap().to_owned();
-    let token = account["accessJwt"].as_str().unwrap().to_owned();
+    let harness::Account {
+        did, access: token, ..
+    } = harness::create_account(&client, &server, "sync").await;
     let mut records = Vec::new();
     for (collection, rkey, record) in [
         (

@@ -60,16 +60,9 @@ async fn reference_verifies_a_large_get_repo() {
     let data = tempfile::tempdir().unwrap();
     let server = Server::start(data.path(), &[]).await;
     let client = reqwest::Client::new();
-    let account = harness::post(
-        &client,
-        &server.xrpc("com.atproto.server.createAccount"),
-        None,
-        &json!({"handle": "large.test", "email": "large@example.com", "password": "hunter22"}),
-    )
-    .await
-    .ok("createAccount");
-    let did = account["did"].as_str().unwrap().to_owned();
-    let token = account["accessJwt"].as_str().unwrap().to_owned();
+    let harness::Account {
+        did, access: token, ..
+    } = harness::create_account(&client, &server, "large").await;
     let mut records = Vec::new();
     for batch in 0..RECORDS / 200 {
         let writes: Vec<Value> = (0..200)
